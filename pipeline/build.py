@@ -1,0 +1,186 @@
+"""python -m pipeline.build: manifests -> Ray Data graph of stages -> WebDataset shards, index, report.
+
+The unit of work in the graph is one source video (all its clip rows travel together), so the sink sees a video
+complete, writes it into one shard and marks it in the ledger; a rerun skips marked videos.
+CPU stages run as Ray tasks, model stages as actor pools (fractional GPUs with --num-gpus).
+`ray.init()` starts a local cluster; set RAY_ADDRESS to join an existing one (the --out dir must then be on
+storage every node can reach).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pickle
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .config import LANGS, BuildConfig, load_config, save_config
+from .manifest import load_manifests
+from .record import Row
+from .stages.base import Stage
+from .stages.download import Download
+from .stages.faces import FaceTrack
+from .stages.language import LanguageTagger
+from .stages.normalize import Normalize
+from .stages.quality import QualityFilter
+from .stages.shots import ShotSplit
+from .stages.sync import SyncFilter
+
+log = logging.getLogger("pipeline.build")
+
+# The pipeline, read as one list.
+STAGES: list[type[Stage]] = [Download, Normalize, ShotSplit, FaceTrack, LanguageTagger, SyncFilter, QualityFilter]
+
+for _var, _val in (("RAY_USAGE_STATS_ENABLED", "0"), ("HF_HUB_OFFLINE", "1"), ("PYANNOTE_METRICS_ENABLED", "0")):
+    os.environ.setdefault(_var, _val)
+
+
+def group_by_video(rows: Iterable[Row]) -> list[list[Row]]:
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row["video_key"], []).append(row)
+    return list(groups.values())
+
+
+def run_local(stages: list[Stage], videos: Iterable[list[Row]]) -> Iterator[list[Row]]:
+    """The same graph in this process, no Ray: for tests, debugging and `--no-ray`."""
+    for rows in videos:
+        batch = [rows]
+        for stage in stages:
+            batch = [g for rows_ in batch for g in group_by_video(stage.run_video(rows_))]
+        yield from batch
+
+
+class _RayStage:
+    """Adapter: a Ray Data flat_map callable over {"video": pickled rows} items; builds its stage once."""
+
+    def __init__(self, stage_cls: type[Stage], cfg: BuildConfig):
+        self.stage = stage_cls(cfg)
+
+    def __call__(self, item: dict) -> list[dict]:
+        rows = pickle.loads(item["video"])
+        out = self.stage.run_video(rows)
+        return [{"video": pickle.dumps(g)} for g in group_by_video(out)]
+
+
+_TASK_STAGES: dict[tuple[str, int], Stage] = {}
+
+
+def _task_fn(stage_cls: type[Stage], cfg: BuildConfig):
+    """A plain function for CPU stages run as Ray tasks; the stage is built once per worker process."""
+
+    def fn(item: dict) -> list[dict]:
+        key = (stage_cls.__name__, id(cfg))
+        if key not in _TASK_STAGES:
+            _TASK_STAGES[key] = stage_cls(cfg)
+        rows = pickle.loads(item["video"])
+        return [{"video": pickle.dumps(g)} for g in group_by_video(_TASK_STAGES[key].run_video(rows))]
+
+    return fn
+
+
+def run_ray(cfg: BuildConfig, videos: list[list[Row]]) -> Iterator[list[Row]]:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level=logging.WARNING, log_to_driver=True)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the driver shows one bar over source videos instead
+    ctx.execution_options.preserve_order = False
+    items = [{"video": pickle.dumps(v)} for v in videos]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    for stage_cls in STAGES:
+        if stage_cls.uses_model:
+            ds = ds.flat_map(
+                _RayStage,
+                fn_constructor_args=(stage_cls, cfg),
+                concurrency=max(1, cfg.actors),
+                num_gpus=cfg.num_gpus or None,
+                num_cpus=1,
+            )
+        else:
+            ds = ds.flat_map(_task_fn(stage_cls, cfg), num_cpus=1)
+    for item in ds.iter_rows():
+        yield pickle.loads(item["video"])
+
+
+def build(cfg: BuildConfig, use_ray: bool = True) -> dict:
+    """Run the whole build; returns the stats dict also written to <out>/stats.json."""
+    from .media import require_ffmpeg
+    from .report import write_report
+    from .sink import ShardSink
+
+    require_ffmpeg()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    seeds = load_manifests(cfg.manifests, cfg.langs, limit=cfg.limit)
+    sink = ShardSink(cfg)
+    todo = [s for s in seeds if not sink.is_done(s["video_key"])]
+    log.info("%d source rows, %d already done (ledger), %d to process", len(seeds), len(seeds) - len(todo), len(todo))
+    t0 = time.time()
+    stream = run_ray(cfg, [[s] for s in todo]) if (use_ray and todo) else run_local(
+        [cls(cfg) for cls in STAGES], [[s] for s in todo]
+    )
+    from tqdm import tqdm
+
+    with tqdm(total=len(todo), desc="videos", unit="video", file=sys.stderr, disable=None) as bar:
+        for rows in stream:
+            sink.add_video(rows)
+            bar.update(1)
+            bar.set_postfix(kept=sink.n_kept, dropped=sink.n_dropped)
+    sink.close()
+    stats = write_report(cfg)
+    log.info("done in %.1f s: %s", time.time() - t0, out)
+    return stats
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.build",
+        description="Curate talking-face clips from the manifests into WebDataset shards + index.parquet + report. "
+        "Reruns resume: source videos already in <out>/ledger are skipped.",
+    )
+    p.add_argument("--lang", default="all", help=f"comma list of languages or 'all' ({','.join(LANGS)})")
+    p.add_argument("--manifests", default=None, help="manifest dir: <lang>.csv files (default: manifests/sample)")
+    p.add_argument("--out", default=None, help="output dir: shards/, index.parquet, report.html (default: out)")
+    p.add_argument("--config", default=None, help="YAML file overriding any BuildConfig field (see config.py)")
+    p.add_argument("--models-dir", default=None, help="local weights dir (default ~/.cache/talkingface-wild/models)")
+    p.add_argument("--limit", type=int, default=None, help="at most N source rows per language")
+    p.add_argument("--num-gpus", type=float, default=None, help="GPUs per model actor, e.g. 0.25 (default 0)")
+    p.add_argument("--actors", type=int, default=None, help="actors per model stage (default 1)")
+    p.add_argument("--no-ray", action="store_true", help="run every stage in this process (debugging)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    langs = list(LANGS) if args.lang == "all" else [x.strip() for x in args.lang.split(",") if x.strip()]
+    bad = [x for x in langs if x not in LANGS]
+    if bad:
+        print(f"error: unknown language(s) {bad}; choose from {', '.join(LANGS)}", file=sys.stderr)
+        return 2
+    cfg = load_config(
+        args.config,
+        langs=langs,
+        manifests=args.manifests,
+        out=args.out,
+        models_dir=args.models_dir,
+        limit=args.limit,
+        num_gpus=args.num_gpus,
+        actors=args.actors,
+    )
+    stats = build(cfg, use_ray=not args.no_ray)
+    kept = stats.get("totals", {}).get("kept", 0)
+    print(f"kept {kept} clips; shards, index.parquet and report.html in {cfg.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Build configuration: one dataclass per stage plus BuildConfig; YAML overrides; saved next to the output.
+
+Defaults follow ../shared/DESIGN.md section 6 (thresholds from the field).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LANGS: tuple[str, ...] = ("en", "zh", "es", "fr", "de", "ja", "ko", "ru", "pt", "ar")
+
+
+def default_models_dir() -> str:
+    return os.environ.get("TFW_MODELS_DIR", str(Path.home() / ".cache" / "talkingface-wild" / "models"))
+
+
+@dataclass
+class DownloadConfig:
+    max_duration_s: float = 3600.0
+    retries: int = 3
+    socket_timeout_s: float = 30.0
+    max_results_per_query: int = 20  # for ytsearchN: sources
+    rate_limit: str = ""  # yt-dlp ratelimit, e.g. "5M"; empty = none
+    format: str = "bv*[height<=1080]+ba/b[height<=1080]/b"
+
+
+@dataclass
+class NormalizeConfig:
+    fps: int = 25
+    sample_rate: int = 16000
+    crf: int = 18
+    max_height: int = 1080
+    timeout_s: float = 1800.0
+
+
+@dataclass
+class ShotsConfig:
+    detector: str = "adaptive"  # PySceneDetect AdaptiveDetector
+    threshold: float = 3.0
+    min_scene_s: float = 0.6
+    min_clip_s: float = 2.0
+    max_clip_s: float = 20.0
+    trim_s: float = 0.5  # trimmed at each cut
+
+
+@dataclass
+class FacesConfig:
+    backend: str = "auto"  # auto | insightface | mtcnn | yunet | dlib
+    detect_fps: float = 5.0
+    min_det_score: float = 0.5
+    iou_link: float = 0.5
+    max_missed_frames: int = 25
+    min_presence: float = 0.9
+    min_face_px: int = 256
+    crop_size: int = 512
+    crop_padding: float = 0.4
+    smooth_window: int = 5
+    max_abs_yaw: float = 60.0
+    max_abs_pitch: float = 45.0
+
+
+@dataclass
+class LanguageConfig:
+    whisper: str = "auto"  # auto | path to a faster-whisper (CTranslate2) dir or openai-whisper .pt
+    min_lang_prob: float = 0.7
+    min_speech_ratio: float = 0.3
+    transcribe: bool = False
+    diarization: str = "auto"  # auto | off | path to a pyannote checkpoint dir
+
+
+@dataclass
+class SyncConfig:
+    scorer: str = "auto"  # auto | syncnet | lightasd | energy
+    search_frames: int = 15
+    max_offset_frames: int = 6
+    min_conf: float = 3.0
+
+
+@dataclass
+class QualityConfig:
+    min_sharpness: float = 20.0
+    min_brightness: float = 30.0
+    max_abs_yaw: float = 45.0
+    max_abs_pitch: float = 35.0
+
+
+@dataclass
+class SinkConfig:
+    shard_max_bytes: int = 1_000_000_000
+    shard_max_count: int = 1000
+
+
+@dataclass
+class BuildConfig:
+    out: str = "out"
+    manifests: str = "manifests/sample"
+    langs: list[str] = field(default_factory=lambda: list(LANGS))
+    models_dir: str = field(default_factory=default_models_dir)
+    limit: int = 0  # max source rows per language (0 = all)
+    num_gpus: float = 0.0  # per model actor; 0 = CPU
+    actors: int = 1  # actors per model stage
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    shots: ShotsConfig = field(default_factory=ShotsConfig)
+    faces: FacesConfig = field(default_factory=FacesConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    sink: SinkConfig = field(default_factory=SinkConfig)
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.out) / "work"
+
+
+def _merge(obj: Any, data: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(obj)}
+    for name, value in data.items():
+        if name not in known:
+            raise ValueError(f"{where}: unknown setting {name!r} (known: {', '.join(sorted(known))})")
+        current = getattr(obj, name)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{name}: expected a mapping")
+            _merge(current, value, f"{where}.{name}")
+        else:
+            setattr(obj, name, value)
+    return obj
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> BuildConfig:
+    """BuildConfig from defaults, then a YAML file, then keyword overrides (e.g. from the command line)."""
+    cfg = BuildConfig()
+    if path:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        _merge(cfg, data, str(path))
+    _merge(cfg, {k: v for k, v in overrides.items() if v is not None}, "override")
+    return cfg
+
+
+def save_config(cfg: BuildConfig, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,175 @@
+"""ffprobe / ffmpeg helpers. Arguments are lists (never a shell), every call has a timeout.
+
+Frames are read through a rawvideo pipe so every stage sees exactly the frames ffmpeg decodes (25 fps CFR after
+normalize), and audio is read as float32 mono at the requested rate.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+class MediaError(RuntimeError):
+    """ffmpeg/ffprobe failed on an input: the caller turns this into a drop, never a crash."""
+
+
+def require_ffmpeg() -> None:
+    for tool in ("ffmpeg", "ffprobe"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} not found on PATH: install it (Debian: apt-get install ffmpeg)")
+
+
+def run(args: Sequence[str], timeout: float = 600.0, input: bytes | None = None) -> bytes:
+    """Run ffmpeg/ffprobe with list arguments; raise MediaError with the tail of stderr on failure."""
+    try:
+        proc = subprocess.run(list(args), input=input, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(f"{args[0]} timed out after {timeout:.0f} s") from exc
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+        raise MediaError(f"{args[0]} exit {proc.returncode}: {' | '.join(tail)}")
+    return proc.stdout
+
+
+def ffmpeg(*args: str, timeout: float = 600.0) -> None:
+    run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], timeout=timeout)
+
+
+def probe(path: str | Path, timeout: float = 60.0) -> dict:
+    """Duration, size, fps and whether audio/video exist. Raises MediaError for unreadable files."""
+    out = run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", "--", str(path)],
+        timeout=timeout,
+    )
+    info = json.loads(out or b"{}")
+    streams = info.get("streams", [])
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    duration = float(info.get("format", {}).get("duration") or 0.0)
+    result = {"duration_s": duration, "has_video": video is not None, "has_audio": audio is not None}
+    if video is not None:
+        num, _, den = (video.get("avg_frame_rate") or "0/1").partition("/")
+        fps = float(num) / float(den or 1) if float(den or 1) else 0.0
+        result |= {"width": int(video.get("width", 0)), "height": int(video.get("height", 0)), "fps": fps}
+    return result
+
+
+def read_frames(
+    path: str | Path,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    size: tuple[int, int] | None = None,
+    fps: float | None = None,
+    timeout: float = 600.0,
+) -> np.ndarray:
+    """Decode frames [start_s, end_s) as uint8 RGB (N, H, W, 3); `size` = (w, h) scales, `fps` resamples."""
+    info = probe(path)
+    if not info["has_video"]:
+        raise MediaError(f"{path}: no video stream")
+    w, h = size or (info["width"], info["height"])
+    filters = []
+    if fps:
+        filters.append(f"fps={fps}")
+    if size:
+        filters.append(f"scale={w}:{h}")
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-ss", f"{start_s:.3f}", "-i", str(path)]
+    if end_s is not None:
+        args += ["-t", f"{max(end_s - start_s, 0.0):.3f}"]
+    if filters:
+        args += ["-vf", ",".join(filters)]
+    args += ["-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    raw = run(args, timeout=timeout)
+    n = len(raw) // (w * h * 3)
+    return np.frombuffer(raw[: n * w * h * 3], dtype=np.uint8).reshape(n, h, w, 3)
+
+
+def iter_frames(
+    path: str | Path, start_s: float = 0.0, end_s: float | None = None, timeout: float = 600.0
+) -> Iterator[np.ndarray]:
+    """Stream frames one by one (constant memory for long clips)."""
+    info = probe(path)
+    w, h = info["width"], info["height"]
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-ss", f"{start_s:.3f}", "-i", str(path)]
+    if end_s is not None:
+        args += ["-t", f"{max(end_s - start_s, 0.0):.3f}"]
+    args += ["-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        while True:
+            buf = proc.stdout.read(w * h * 3)
+            if len(buf) < w * h * 3:
+                break
+            yield np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+    finally:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
+def read_audio(
+    path: str | Path, start_s: float = 0.0, end_s: float | None = None, sr: int = 16000, timeout: float = 600.0
+) -> np.ndarray:
+    """Decode mono float32 audio in [-1, 1] at `sr` Hz."""
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-ss", f"{start_s:.3f}", "-i", str(path)]
+    if end_s is not None:
+        args += ["-t", f"{max(end_s - start_s, 0.0):.3f}"]
+    args += ["-vn", "-ac", "1", "-ar", str(sr), "-f", "s16le", "-acodec", "pcm_s16le", "-"]
+    raw = run(args, timeout=timeout)
+    return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def write_video(
+    frames: np.ndarray | Sequence[np.ndarray],
+    path: str | Path,
+    fps: float = 25.0,
+    audio: np.ndarray | None = None,
+    sr: int = 16000,
+    crf: int = 18,
+    timeout: float = 600.0,
+) -> None:
+    """Encode RGB uint8 frames (N, H, W, 3) as H.264 yuv420p mp4, with optional mono float32 audio (AAC)."""
+    frames = np.asarray(frames, dtype=np.uint8)
+    n, h, w, _ = frames.shape
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_wav = None
+    args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-"]
+    if audio is not None:
+        tmp_wav = path.with_name(path.stem + ".tmp-audio.wav")
+        write_wav(audio, tmp_wav, sr)
+        args += ["-i", str(tmp_wav), "-c:a", "aac", "-b:a", "128k", "-shortest"]
+    args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p"]
+    args += ["-movflags", "+faststart", str(path)]
+    try:
+        run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], timeout, frames.tobytes())
+    finally:
+        if tmp_wav is not None:
+            tmp_wav.unlink(missing_ok=True)
+
+
+def write_wav(audio: np.ndarray, path: str | Path, sr: int = 16000) -> None:
+    """Write mono float32 [-1, 1] audio as 16-bit PCM wav (stdlib only)."""
+    import wave
+
+    pcm = (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).astype("<i2")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(sr)
+        wf.writeframes(pcm.tobytes())
+
+
+def cut(src: str | Path, dst: str | Path, start_s: float, end_s: float, timeout: float = 600.0) -> None:
+    """Frame-accurate re-encoded cut of a normalized file (video + audio)."""
+    ffmpeg(
+        "-ss", f"{start_s:.3f}", "-i", str(src), "-t", f"{end_s - start_s:.3f}",
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+        "-c:a", "pcm_s16le", str(dst), timeout=timeout,
+    )  # fmt: skip

@@ -1,0 +1,103 @@
+"""The row contract: one flat dict per item that every stage only adds to.
+
+Keys, documented once here (stage that adds them, in pipeline order):
+
+seed       key, video_key, lang_expected, source, source_id, status="ok", drop_reason="", drop_stage=""
+download   video_path, title, channel, duration_s, license, webpage_url
+normalize  norm_path (25 fps CFR H.264 + 16 kHz mono PCM in one .mkv), width, height, fps, audio_path (.wav)
+shots      -> one row per clip: key="<video_key>-s0003", shot_index, start_s, end_s, n_clips (clips of the video)
+faces      track_path (.npz: frames, boxes, landmarks, pose, mouth_open, id_embedding), crop_path (.mp4),
+           face_px, n_faces, face_coverage, yaw_abs_mean, pitch_abs_mean, detector
+language   lang, lang_prob, lang_top3 (json), speech_ratio, n_speakers (-1 = check did not run), transcript
+sync       av_offset_frames, sync_conf, sync_scorer
+quality    sharpness, brightness, yaw_abs_max, pitch_abs_max
+sink       shard (path of the shard holding the kept clip, "" for drops)
+
+Rows carry paths to media on storage every Ray node can reach, never decoded frames or large arrays.
+A dropped row keeps status="dropped", drop_reason and drop_stage; later stages pass it through untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+Row = dict[str, Any]
+
+STATUS_OK = "ok"
+STATUS_DROPPED = "dropped"
+
+# Every drop reason a stage may record, by stage: the funnel in stats.json and the report follow this order.
+DROP_REASONS: dict[str, tuple[str, ...]] = {
+    "download": ("download_failed", "unsupported_source", "too_long"),
+    "normalize": ("corrupt_video", "no_audio", "no_video"),
+    "shots": ("too_short", "no_shots"),
+    "faces": ("no_face", "multi_face", "small_face", "track_broken", "extreme_pose"),
+    "language": ("lang_mismatch", "lang_uncertain", "no_speech", "multi_speaker"),
+    "sync": ("out_of_sync",),
+    "quality": ("blurry", "extreme_pose", "too_dark"),
+    "sink": ("write_failed",),
+}
+# Any stage may also record "error": an unexpected exception on one item (drop_detail holds the message).
+STAGES: tuple[str, ...] = tuple(DROP_REASONS)
+
+_SAFE_ID = re.compile(r"^[a-z0-9_-]{1,64}$")
+_LANG = re.compile(r"^[a-z]{2,3}$")
+
+
+def safe_id(raw: str) -> str:
+    """A key-safe id: `raw` itself when already `[a-z0-9_-]{1,64}`, else a readable slug plus a stable hash.
+
+    Keys never contain dots (webdataset splits the extension at the first dot) or path separators.
+    """
+    if _SAFE_ID.match(raw):
+        return raw
+    slug = re.sub(r"[^a-z0-9_-]+", "_", raw.lower()).strip("_-")[:40]
+    digest = hashlib.sha1(raw.encode("utf-8")).hexdigest()[:12]
+    return f"{slug}_{digest}" if slug else digest
+
+
+def make_key(lang: str, source_id: str, shot: int | None = None, track: int | None = None) -> str:
+    """`<lang>-<safe source id>[-sNNNN[-tNN]]`; the only way keys are made."""
+    if not _LANG.match(lang):
+        raise ValueError(f"language code must be 2-3 lowercase letters, got {lang!r}")
+    key = f"{lang}-{safe_id(source_id)}"
+    if shot is not None:
+        key += f"-s{shot:04d}"
+    if track is not None:
+        key += f"-t{track:02d}"
+    return key
+
+
+def seed_row(lang: str, source_id: str, source: str, **extra: Any) -> Row:
+    key = make_key(lang, source_id)
+    return {
+        "key": key,
+        "video_key": key,
+        "lang_expected": lang,
+        "source": source,
+        "source_id": source_id,
+        "status": STATUS_OK,
+        "drop_reason": "",
+        "drop_stage": "",
+        **extra,
+    }
+
+
+def is_ok(row: Row) -> bool:
+    return row.get("status") == STATUS_OK
+
+
+def drop(row: Row, reason: str, stage: str | None = None, detail: str = "") -> Row:
+    """Mark a row dropped. `reason` must be one of DROP_REASONS so the funnel stays complete."""
+    if stage is None:
+        stage = next((s for s, reasons in DROP_REASONS.items() if reason in reasons), "")
+    if reason != "error" and reason not in DROP_REASONS.get(stage, ()):
+        raise ValueError(f"unknown drop reason {reason!r} for stage {stage!r}; add it to DROP_REASONS")
+    row["status"] = STATUS_DROPPED
+    row["drop_reason"] = reason
+    row["drop_stage"] = stage
+    if detail:
+        row["drop_detail"] = detail[:500]
+    return row

@@ -1,0 +1,45 @@
+"""What every stage shares: pass-through of dropped rows, fan-out, and turning a crash on one item into a drop.
+
+A stage is a plain class: heavy things load once in `__init__(cfg: BuildConfig)` (once per Ray actor) and
+`process(row)` handles one ok row, returning the row (possibly dropped) or a list of rows (fan-out: shots,
+face tracks, search results). `__call__` adds the rules every stage obeys, so stage code stays about its job.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from ..config import BuildConfig
+from ..record import Row, drop, is_ok
+
+log = logging.getLogger(__name__)
+
+
+class Stage:
+    name: str = "stage"  # must be a key of record.DROP_REASONS
+    uses_model: bool = False  # model stages run as Ray actor pools (GPU when present)
+
+    def __init__(self, cfg: BuildConfig):
+        self.cfg = cfg
+
+    def process(self, row: Row) -> Row | list[Row]:
+        raise NotImplementedError
+
+    def __call__(self, row: Row) -> list[Row]:
+        if not is_ok(row):
+            return [row]
+        try:
+            out = self.process(row)
+        except Exception as exc:  # one bad item never kills a run: it becomes a recorded drop
+            log.warning("%s: %s failed on %s: %s", self.name, type(exc).__name__, row.get("key"), exc)
+            log.debug("%s", traceback.format_exc())
+            return [drop(row, "error", self.name, f"{type(exc).__name__}: {exc}")]
+        return out if isinstance(out, list) else [out]
+
+    def run_video(self, rows: list[Row]) -> list[Row]:
+        """All rows of one source video through this stage (the unit of work in the Ray graph)."""
+        out: list[Row] = []
+        for row in rows:
+            out.extend(self(row))
+        return out
