@@ -87,7 +87,12 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]]) -> Iterator[list[Row]]:
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level=logging.WARNING, log_to_driver=True)
+        address = os.environ.get("RAY_ADDRESS")
+        # A local cluster needs a CPU slot per model actor plus one for tasks, or the graph waits forever on a
+        # 2-core machine; the oversubscription is harmless there (model stages are mostly waiting on each other).
+        n_actors = sum(1 for cls in STAGES if cls.uses_model) * max(1, cfg.actors)
+        local_cpus = None if address else max(os.cpu_count() or 1, n_actors + 1)
+        ray.init(address=address, num_cpus=local_cpus, logging_level=logging.WARNING, log_to_driver=True)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows one bar over source videos instead
     ctx.execution_options.preserve_order = False
