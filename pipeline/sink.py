@@ -1,0 +1,273 @@
+"""Write kept clips into WebDataset shards, every row into a per-video ledger, and the ledger into index.parquet.
+
+Crash safety (a killed run resumes without losing or duplicating samples):
+- a shard is written as `<lang>-NNNNNN.tar.tmp` and renamed when it closes; a reader never sees half a shard;
+- closing a shard first writes the ledger file of every video in it, then renames the .tmp, so a ledger entry
+  without its shard means "killed between the two steps" and startup removes it (the video is redone);
+- startup deletes leftover `.tar.tmp` files, so samples of uncommitted videos vanish with them;
+- a video's clips never straddle two shards (limits are checked between videos).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import BuildConfig
+from .record import Row, drop, is_ok, safe_id
+
+log = logging.getLogger(__name__)
+
+# Members of one sample and the row field holding each one's bytes (see the data contract).
+MEMBERS: tuple[tuple[str, str], ...] = (("mp4", "crop_path"), ("wav", "clip_wav_path"), ("npz", "track_path"))
+_SHARD_RE = re.compile(r"^([a-z]{2,3})-(\d{6})\.tar$")
+_KEY_RE = re.compile(r"^[a-z0-9_-]+$")
+# First columns of the index; the rest follow in first-seen order.
+INDEX_FIRST = ("key", "video_key", "lang_expected", "status", "drop_stage", "drop_reason", "shard")
+
+
+def scalar_fields(row: Row) -> dict[str, Any]:
+    """The JSON-safe scalar fields of a row (str/int/float/bool/None); numpy scalars unwrapped, NaN -> None."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        if v is None or isinstance(v, (str, int, float, bool)):
+            out[k] = v
+    return out
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a .tmp sibling + fsync + rename so a crash never leaves a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class _Shard:
+    """One open (uncommitted) shard of one language and the videos waiting for its commit."""
+
+    lang: str
+    index: int
+    final: Path
+    fileobj: Any
+    writer: Any
+    n_bytes: int = 0
+    n_samples: int = 0
+    videos: list[tuple[str, list[Row]]] = field(default_factory=list)
+
+    @property
+    def tmp(self) -> Path:
+        return self.final.with_name(self.final.name + ".tmp")
+
+
+class ShardSink:
+    """The end of the graph: `add_video(rows)` per finished source video, `close()` once at the end."""
+
+    def __init__(self, cfg: BuildConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.shards_dir = self.out / "shards"
+        self.ledger_dir = self.out / "ledger"
+        self.shards_dir.mkdir(parents=True, exist_ok=True)
+        self.ledger_dir.mkdir(parents=True, exist_ok=True)
+        self.n_kept = 0
+        self.n_dropped = 0
+        self._open: dict[str, _Shard] = {}
+        self._pending: set[str] = set()
+        self._done: set[str] = self._recover()
+
+    # ---- startup ------------------------------------------------------------------------------------------
+    def _recover(self) -> set[str]:
+        """Undo whatever a killed run left half done; return the video keys whose ledger is committed."""
+        for tmp in list(self.shards_dir.glob("*/*.tar.tmp")) + list(self.ledger_dir.glob("*.tmp")):
+            log.info("sink: removing leftover %s", tmp)
+            tmp.unlink(missing_ok=True)
+        done: set[str] = set()
+        for path in sorted(self.ledger_dir.glob("*.json")):
+            try:
+                entry = json.loads(path.read_text())
+                rows = entry["rows"]
+                missing = [r["shard"] for r in rows if r.get("shard") and not self._shard_path(r["shard"]).exists()]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("sink: unreadable ledger %s (%s): the video will be redone", path, exc)
+                path.unlink(missing_ok=True)
+                continue
+            if missing:
+                log.info("sink: %s points at uncommitted shard %s: the video will be redone", path.name, missing[0])
+                path.unlink(missing_ok=True)
+                continue
+            done.add(entry["video_key"])
+        return done
+
+    def _shard_path(self, name: str) -> Path:
+        return self.shards_dir / name.split("-", 1)[0] / name
+
+    def _ledger_path(self, video_key: str) -> Path:
+        return self.ledger_dir / f"{safe_id(video_key)}.json"
+
+    def _next_index(self, lang: str) -> int:
+        found = [int(m.group(2)) for p in (self.shards_dir / lang).glob("*.tar") if (m := _SHARD_RE.match(p.name))]
+        return max(found, default=-1) + 1
+
+    # ---- API used by build.py -----------------------------------------------------------------------------
+    def is_done(self, video_key: str) -> bool:
+        """True when this video's rows are committed (ledger written and its shard, if any, renamed)."""
+        return video_key in self._done
+
+    def add_video(self, rows: list[Row]) -> None:
+        """All rows of one source video, kept and dropped. Kept clips go into one shard of the video's language."""
+        if not rows:
+            return
+        video_key = rows[0]["video_key"]
+        if video_key in self._done or video_key in self._pending:
+            log.warning("sink: %s arrived twice; ignoring the second copy (no duplicate samples)", video_key)
+            return
+        samples: list[tuple[Row, dict[str, bytes]]] = []
+        for row in rows:
+            if not is_ok(row):
+                continue
+            sample = self._read_sample(row)
+            if sample is not None:
+                samples.append((row, sample))
+        for row in rows:
+            row["shard"] = ""  # set below for the rows that go into a shard
+        if not samples:
+            self._commit_video(video_key, rows)
+            return
+        lang = rows[0].get("lang_expected") or samples[0][0].get("lang") or video_key.split("-", 1)[0]
+        size = sum(512 * 5 + sum(len(b) for b in s.values()) for _, s in samples)
+        shard = self._open.get(lang)
+        if shard is not None and shard.n_samples and (
+            shard.n_samples + len(samples) > self.cfg.sink.shard_max_count
+            or shard.n_bytes + size > self.cfg.sink.shard_max_bytes
+        ):
+            self._close_shard(lang)
+            shard = None
+        if shard is None:
+            shard = self._open_shard(lang)
+        for row, sample in samples:
+            row["shard"] = shard.final.name
+            sample["json"] = json.dumps(scalar_fields(row), ensure_ascii=False, sort_keys=True).encode("utf-8")
+            shard.writer.write({"__key__": row["key"], **sample})
+        shard.n_samples += len(samples)
+        shard.n_bytes += size
+        shard.videos.append((video_key, rows))
+        self._pending.add(video_key)
+        self.n_kept += len(samples)
+        self.n_dropped += len(rows) - len(samples)
+        if shard.n_samples >= self.cfg.sink.shard_max_count or shard.n_bytes >= self.cfg.sink.shard_max_bytes:
+            self._close_shard(lang)
+
+    def close(self) -> Path:
+        """Commit every open shard, then write <out>/index.parquet from all ledger files; returns its path."""
+        for lang in list(self._open):
+            self._close_shard(lang)
+        return write_index(self.ledger_dir, self.out / "index.parquet")
+
+    # ---- internals ----------------------------------------------------------------------------------------
+    def _read_sample(self, row: Row) -> dict[str, bytes] | None:
+        """The member bytes of one kept row, or None after marking it dropped ("write_failed")."""
+        key = str(row.get("key", ""))
+        if not _KEY_RE.match(key):
+            drop(row, "write_failed", "sink", f"key {key!r} is not [a-z0-9_-]+")
+            return None
+        sample: dict[str, bytes] = {}
+        for ext, fld in MEMBERS:
+            path = row.get(fld)
+            try:
+                if not path:
+                    raise FileNotFoundError(f"row has no {fld}")
+                data = Path(path).read_bytes()
+                if not data:
+                    raise OSError(f"{fld} {path} is empty")
+            except OSError as exc:
+                log.warning("sink: %s: %s", key, exc)
+                drop(row, "write_failed", "sink", f"{type(exc).__name__}: {exc}")
+                return None
+            sample[ext] = data
+        return sample
+
+    def _open_shard(self, lang: str) -> _Shard:
+        import webdataset as wds
+
+        index = self._next_index(lang)
+        final = self.shards_dir / lang / f"{lang}-{index:06d}.tar"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fileobj = open(final.with_name(final.name + ".tmp"), "wb")  # noqa: SIM115 - closed in _close_shard
+        writer = wds.TarWriter(fileobj, encoder=False, mtime=time.time())
+        shard = _Shard(lang=lang, index=index, final=final, fileobj=fileobj, writer=writer)
+        self._open[lang] = shard
+        return shard
+
+    def _close_shard(self, lang: str) -> None:
+        """Commit: finish the tar, write each video's ledger, then rename .tmp -> .tar (see module docstring)."""
+        shard = self._open.pop(lang)
+        shard.writer.close()
+        shard.fileobj.flush()
+        os.fsync(shard.fileobj.fileno())
+        shard.fileobj.close()
+        for video_key, rows in shard.videos:
+            self._write_ledger(video_key, rows)
+        os.replace(shard.tmp, shard.final)
+        for video_key, _ in shard.videos:
+            self._pending.discard(video_key)
+            self._done.add(video_key)
+        log.info("sink: committed %s (%d clips, %.1f MB)", shard.final.name, shard.n_samples, shard.n_bytes / 1e6)
+
+    def _commit_video(self, video_key: str, rows: list[Row]) -> None:
+        """A video with no kept clip: nothing to wait for, its ledger is committed right away."""
+        self._write_ledger(video_key, rows)
+        self._done.add(video_key)
+        self.n_dropped += len(rows)
+
+    def _write_ledger(self, video_key: str, rows: list[Row]) -> None:
+        entry = {"video_key": video_key, "committed_at": time.time(), "rows": [scalar_fields(r) for r in rows]}
+        _write_atomic(self._ledger_path(video_key), json.dumps(entry, ensure_ascii=False).encode("utf-8"))
+
+
+def read_ledger(ledger_dir: str | Path) -> list[Row]:
+    """Every index row of every committed video (one per clip, kept or dropped)."""
+    rows: list[Row] = []
+    for path in sorted(Path(ledger_dir).glob("*.json")):
+        rows.extend(json.loads(path.read_text())["rows"])
+    return rows
+
+
+def write_index(ledger_dir: str | Path, path: str | Path) -> Path:
+    """index.parquet from the ledger: columns are the union over rows (nulls where a row lacks one)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = read_ledger(ledger_dir)
+    names: dict[str, None] = {k: None for k in INDEX_FIRST}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    columns: dict[str, Any] = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # mixed types across stages: keep as text
+            columns[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    table = pa.table(columns) if rows else pa.table({k: pa.array([], type=pa.string()) for k in names})
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
