@@ -63,6 +63,8 @@ class FacesConfig:
     smooth_window: int = 5
     max_abs_yaw: float = 60.0
     max_abs_pitch: float = 45.0
+    insightface_pack: str = "buffalo_l"  # <models_dir>/insightface/<pack>/ (backend auto|insightface)
+    detect_max_side: int = 640  # frames are downsized to this longest side for detection only
 
 
 @dataclass
