@@ -1,9 +1,45 @@
-"""Re-encode to 25 fps CFR H.264 + 16 kHz mono PCM so every later stage sees the same timeline."""
+"""Re-encode to 25 fps CFR H.264 + 16 kHz mono PCM so every later stage sees the same timeline.
+
+Sources arrive in any container, codec, frame rate (often VFR) and orientation. One ffmpeg pass writes
+`norm.mkv` (video + audio, frame k at k/25 s) and `audio.wav` (the same audio, for the audio models), so frame
+indices and audio sample indices agree everywhere downstream (640 samples per frame).
+"""
 
 from __future__ import annotations
 
-from ..record import Row
+import json
+import logging
+import os
+from pathlib import Path
+
+from .. import media
+from ..record import Row, drop
 from .base import Stage
+
+log = logging.getLogger(__name__)
+
+# Output shorter than this fraction of the probed input means ffmpeg gave up part way (truncated/corrupt data).
+MIN_DECODED_FRACTION = 0.9
+
+
+def stream_info(path: str | Path, timeout: float = 60.0) -> dict:
+    """Which real streams a file has: cover art / thumbnails are not video. Raises MediaError if unreadable."""
+    out = media.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", "--", str(path)],
+        timeout=timeout,
+    )
+    info = json.loads(out or b"{}")
+    streams = info.get("streams", [])
+    video = [
+        s for s in streams
+        if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
+    ]  # fmt: skip
+    audio = [s for s in streams if s.get("codec_type") == "audio"]
+    return {
+        "has_video": bool(video),
+        "has_audio": bool(audio),
+        "duration_s": float(info.get("format", {}).get("duration") or 0.0),
+    }
 
 
 class Normalize(Stage):
@@ -11,4 +47,55 @@ class Normalize(Stage):
     uses_model = False
 
     def process(self, row: Row) -> Row | list[Row]:
-        raise NotImplementedError("Normalize is being written")
+        c = self.cfg.normalize
+        src = row["video_path"]
+        try:
+            info = stream_info(src)
+        except media.MediaError as exc:
+            return drop(row, "corrupt_video", self.name, f"unreadable: {exc}")
+        if not info["has_video"]:
+            return drop(row, "no_video", self.name, "no video stream (audio only or cover art)")
+        if not info["has_audio"]:
+            return drop(row, "no_audio", self.name, "no audio stream")
+
+        work = self.cfg.work_dir / row["lang_expected"] / row["video_key"]
+        work.mkdir(parents=True, exist_ok=True)
+        norm, wav = work / "norm.mkv", work / "audio.wav"
+        tmp_norm, tmp_wav = work / f".norm.{os.getpid()}.mkv", work / f".audio.{os.getpid()}.wav"
+        # Autorotation happens before the filters, so ih is the displayed height; -2 keeps aspect and even width.
+        vf = f"fps={c.fps},scale=-2:'trunc(min(ih,{c.max_height})/2)*2':flags=bicubic,setsar=1,format=yuv420p"
+        audio_out = ["-ac", "1", "-ar", str(c.sample_rate), "-c:a", "pcm_s16le"]
+        try:
+            media.ffmpeg(
+                "-i", str(src),
+                "-map", "0:V:0", "-map", "0:a:0", "-vf", vf, "-fps_mode", "cfr",
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", str(c.crf), "-g", str(2 * c.fps),
+                *audio_out, str(tmp_norm),
+                "-map", "0:a:0", "-vn", *audio_out, str(tmp_wav),
+                timeout=c.timeout_s,
+            )  # fmt: skip
+            out = media.probe(tmp_norm)
+        except media.MediaError as exc:
+            tmp_norm.unlink(missing_ok=True)
+            tmp_wav.unlink(missing_ok=True)
+            return drop(row, "corrupt_video", self.name, f"decode failed: {exc}")
+        if not out["has_video"] or out["duration_s"] <= 0 or (
+            info["duration_s"] > 0 and out["duration_s"] < MIN_DECODED_FRACTION * info["duration_s"] - 0.5
+        ):
+            tmp_norm.unlink(missing_ok=True)
+            tmp_wav.unlink(missing_ok=True)
+            return drop(
+                row, "corrupt_video", self.name,
+                f"decoded {out['duration_s']:.2f} s of {info['duration_s']:.2f} s (truncated or corrupt data)",
+            )  # fmt: skip
+        tmp_norm.replace(norm)
+        tmp_wav.replace(wav)
+        row |= {
+            "norm_path": str(norm),
+            "audio_path": str(wav),
+            "width": int(out["width"]),
+            "height": int(out["height"]),
+            "fps": float(c.fps),
+            "duration_s": round(float(out["duration_s"]), 3),
+        }
+        return row
