@@ -1,0 +1,208 @@
+"""stats.json + report.html from index.parquet: hours and clips per language, the drop funnel, score histograms.
+
+Why a report: a curation run is judged by what it kept and why it dropped the rest; this page answers both per
+language without any tool but a browser (self-contained: plots are inline base64 PNGs, no scripts, no network).
+Works with zero kept clips and with any score column missing (stages that did not run).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import BuildConfig
+from .record import STAGES, STATUS_OK
+
+# Scores summarised in stats.json (when present); the first ones also get a histogram in the report.
+HIST_SCORES: tuple[str, ...] = ("lang_prob", "sync_conf", "av_offset_frames", "sharpness", "face_px")
+SCORES: tuple[str, ...] = HIST_SCORES + (
+    "clip_s", "speech_ratio", "brightness", "face_coverage", "n_faces", "yaw_abs_mean", "pitch_abs_mean",
+    "yaw_abs_max", "pitch_abs_max",
+)  # fmt: skip
+N_EXAMPLES = 3
+
+
+def load_index(out: str | Path) -> pd.DataFrame:
+    """index.parquet with the columns the report relies on (lang, status, drop_stage/reason, clip_s) filled in."""
+    df = pd.read_parquet(Path(out) / "index.parquet")
+    for col in ("key", "video_key", "status", "drop_stage", "drop_reason", "lang_expected", "start_s", "end_s"):
+        if col not in df:
+            df[col] = None
+    lang = df["lang_expected"].where(df["lang_expected"].notna() & (df["lang_expected"] != ""))
+    df["report_lang"] = lang.fillna(df["key"].astype(str).str.split("-").str[0])
+    df["kept"] = df["status"] == STATUS_OK
+    start, end = pd.to_numeric(df["start_s"], errors="coerce"), pd.to_numeric(df["end_s"], errors="coerce")
+    df["clip_s"] = (end - start).where(end > start)
+    df["drop_stage"] = df["drop_stage"].fillna("").astype(str)
+    df["drop_reason"] = df["drop_reason"].fillna("").astype(str)
+    return df
+
+
+def _summary(values: pd.Series) -> dict[str, float] | None:
+    v = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
+    if not len(v):
+        return None
+    p10, p50, p90 = np.percentile(v, [10, 50, 90])
+    return {"n": int(len(v)), "mean": float(v.mean()), "min": float(v.min()), "p10": float(p10),
+            "p50": float(p50), "p90": float(p90), "max": float(v.max())}  # fmt: skip
+
+
+def _funnel(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per stage in pipeline order: clips dropped there (by reason) and clips still alive after it."""
+    dropped = df[~df["kept"]]
+    stages = list(STAGES) + sorted(set(dropped["drop_stage"]) - set(STAGES))  # unknown stages last, never lost
+    out, alive = [], len(df)
+    for stage in stages:
+        here = dropped[dropped["drop_stage"] == stage]
+        alive -= len(here)
+        reasons = {str(r): int(n) for r, n in here["drop_reason"].value_counts().sort_index().items()}
+        out.append({"stage": stage or "unknown", "dropped": int(len(here)), "remaining": int(alive), "reasons": reasons})
+    return out
+
+
+def _group_stats(df: pd.DataFrame) -> dict[str, Any]:
+    kept = df[df["kept"]]
+    scores = {}
+    for col in SCORES:
+        if col in df:
+            s = {"kept": _summary(kept[col]), "all": _summary(df[col])}
+            if s["all"] is not None:
+                scores[col] = s
+    return {
+        "videos": int(df["video_key"].nunique()),
+        "clips": int(len(df)),
+        "kept": int(len(kept)),
+        "dropped": int(len(df) - len(kept)),
+        "hours_kept": float(kept["clip_s"].fillna(0).sum() / 3600.0),
+        "funnel": _funnel(df),
+        "scores": scores,
+    }
+
+
+def compute_stats(df: pd.DataFrame) -> dict[str, Any]:
+    totals = {k: v for k, v in _group_stats(df).items() if k not in ("scores",)}
+    languages = {lang: _group_stats(g) for lang, g in sorted(df.groupby("report_lang"), key=lambda x: x[0])}
+    return {"totals": totals, "languages": languages}
+
+
+# ---- HTML ---------------------------------------------------------------------------------------------------
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(pid: str, title: str, b64: str) -> str:
+    return f'<figure><img id="plot-{pid}" alt="{html.escape(title)}" src="data:image/png;base64,{b64}"><figcaption>{html.escape(title)}</figcaption></figure>'
+
+
+def _plots(df: pd.DataFrame, stats: dict[str, Any]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs: list[str] = []
+    langs = list(stats["languages"])
+    if langs:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.2))
+        a1.bar(langs, [stats["languages"][x]["hours_kept"] for x in langs], color="#3a7")
+        a1.set_title("hours kept")
+        x = np.arange(len(langs))
+        a2.bar(x - 0.2, [stats["languages"][g]["kept"] for g in langs], 0.4, label="kept", color="#3a7")
+        a2.bar(x + 0.2, [stats["languages"][g]["dropped"] for g in langs], 0.4, label="dropped", color="#c55")
+        a2.set_xticks(x, langs)
+        a2.set_title("clips")
+        a2.legend()
+        figs.append(_img("languages", "Hours and clips per language", _png(fig)))
+
+        stages = [f["stage"] for f in stats["totals"]["funnel"]]
+        fig, ax = plt.subplots(figsize=(10, 3.2))
+        width = 0.8 / len(langs)
+        for i, lang in enumerate(langs):
+            drops = {f["stage"]: f["dropped"] for f in stats["languages"][lang]["funnel"]}
+            ax.bar(np.arange(len(stages)) + i * width, [drops.get(s, 0) for s in stages], width, label=lang)
+        ax.set_xticks(np.arange(len(stages)) + 0.4 - width / 2, stages)
+        ax.set_ylabel("clips dropped")
+        ax.set_title("drop funnel: clips dropped per stage")
+        ax.legend(ncol=min(len(langs), 10), fontsize=8)
+        figs.append(_img("funnel", "Drop funnel per stage per language", _png(fig)))
+
+    for col in ("clip_s",) + HIST_SCORES:
+        if col not in df:
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        if values.notna().sum() == 0:
+            continue
+        fig, ax = plt.subplots(figsize=(4.8, 2.8))
+        kept = values[df["kept"]].dropna()
+        bins = np.histogram_bin_edges(values.dropna(), bins=20)
+        ax.hist(values.dropna(), bins=bins, color="#bbb", label="all clips")
+        if len(kept):
+            ax.hist(kept, bins=bins, color="#3a7", alpha=0.8, label="kept")
+        ax.set_title("clip duration (s)" if col == "clip_s" else col)
+        ax.legend(fontsize=8)
+        figs.append(_img(f"hist-{col}", f"Histogram of {col}", _png(fig)))
+    return figs
+
+
+def _table(tid: str, header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            v = "" if math.isnan(v) else f"{v:.3f}"
+        return f"<td>{html.escape(str(v))}</td>"
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows)
+    return f'<table id="{tid}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def render_html(df: pd.DataFrame, stats: dict[str, Any], title: str) -> str:
+    t = stats["totals"]
+    langs = stats["languages"]
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             _table("totals", ["videos", "clips", "kept", "dropped", "hours kept"],
+                    [[t["videos"], t["clips"], t["kept"], t["dropped"], t["hours_kept"]]]),
+             "<h2>Per language</h2>",
+             _table("languages", ["language", "videos", "clips", "kept", "dropped", "hours kept"],
+                    [[k, v["videos"], v["clips"], v["kept"], v["dropped"], v["hours_kept"]] for k, v in langs.items()])]  # fmt: skip
+    parts.append("<h2>Drop funnel</h2>")
+    funnel_rows = [[lang, f["stage"], f["dropped"], f["remaining"], ", ".join(f"{r}: {n}" for r, n in f["reasons"].items())]
+                   for lang, v in langs.items() for f in v["funnel"]]  # fmt: skip
+    parts.append(_table("funnel", ["language", "stage", "dropped", "remaining", "reasons"], funnel_rows))
+    dropped = df[~df["kept"]]
+    reason_rows = []
+    for (stage, reason), g in dropped.groupby(["drop_stage", "drop_reason"], sort=False):
+        order = STAGES.index(stage) if stage in STAGES else len(STAGES)
+        reason_rows.append((order, [stage, reason, len(g), " ".join(g["key"].astype(str).head(N_EXAMPLES))]))
+    parts.append("<h2>Drop reasons</h2>")
+    parts.append(_table("reasons", ["stage", "reason", "clips", "example keys"], [r for _, r in sorted(reason_rows, key=lambda x: x[0])]))
+    parts.append("<h2>Plots</h2>")
+    plots = _plots(df, stats)
+    parts.append("".join(plots) if plots else '<p id="no-plots">No clips to plot.</p>')
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:.5em 0}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px}th{background:#eee}"
+             "figure{display:inline-block;margin:.5em}img{max-width:100%}")  # fmt: skip
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
+
+
+def write_report(cfg: BuildConfig) -> dict[str, Any]:
+    """Write <out>/stats.json and <out>/report.html from <out>/index.parquet; returns the stats dict."""
+    out = Path(cfg.out)
+    df = load_index(out)
+    stats = compute_stats(df)
+    (out / "stats.json").write_text(json.dumps(stats, indent=1, sort_keys=False))
+    (out / "report.html").write_text(render_html(df, stats, f"Talking-face curation report: {out.resolve().name}"))
+    return stats
