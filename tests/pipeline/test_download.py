@@ -1,0 +1,187 @@
+"""Download against a real HTTP server on 127.0.0.1 with injected faults, local sources, search fan-out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import BuildConfig, DownloadConfig
+from pipeline.media import ffmpeg, probe
+from pipeline.record import drop, make_key, seed_row
+from pipeline.stages.download import Download
+
+STALL_S = 6.0
+SOCKET_TIMEOUT_S = 1.0
+
+
+@pytest.fixture(scope="session")
+def served_mp4(talking_clip, media_cache) -> Path:
+    """3 s of a real talking clip as a web-style mp4 (H.264 + AAC, moov first)."""
+    out = media_cache / "served_talking_3s.mp4"
+    if not out.exists():
+        ffmpeg("-t", "3", "-i", str(talking_clip.path), "-c:v", "libx264", "-preset", "veryfast",
+               "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart", str(out), timeout=120)  # fmt: skip
+    return out
+
+
+@pytest.fixture()
+def server(served_mp4):
+    """A real HTTP server: /ok*.mp4 works, /missing 404, /error 500, /truncated cuts the body, /stall hangs."""
+    body = served_mp4.read_bytes()
+    stop = threading.Event()
+    hits: dict[str, int] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep pytest output clean
+            pass
+
+        def _head(self, code: int, length: int) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+
+        def do_HEAD(self):
+            self._head(200 if self.path.startswith("/ok") else 404, len(body))
+
+        def do_GET(self):
+            hits[self.path] = hits.get(self.path, 0) + 1
+            if self.path.startswith("/ok"):
+                self._head(200, len(body))
+                self.wfile.write(body)
+            elif self.path == "/missing.mp4":
+                self.send_error(404)
+            elif self.path == "/error.mp4":
+                self.send_error(500)
+            elif self.path == "/truncated.mp4":
+                self._head(200, len(body))
+                self.wfile.write(body[: len(body) // 3])
+                self.wfile.flush()
+                self.close_connection = True
+            elif self.path == "/stall.mp4":
+                stop.wait(STALL_S)  # longer than the client's socket timeout
+                if not stop.is_set():
+                    self._head(200, len(body))
+                    self.wfile.write(body)
+            else:
+                self.send_error(404)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
+    stop.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _cfg(tmp_path: Path, **download) -> BuildConfig:
+    dl = DownloadConfig(retries=1, socket_timeout_s=SOCKET_TIMEOUT_S) if not download else DownloadConfig(
+        retries=1, socket_timeout_s=SOCKET_TIMEOUT_S, **download
+    )
+    return BuildConfig(out=str(tmp_path / "out"), langs=["en"], download=dl)
+
+
+def test_http_success_gives_playable_file_in_work_dir_and_reuses_it(tmp_path, server, served_mp4):
+    base, hits = server
+    cfg = _cfg(tmp_path)
+    row = seed_row("en", "okvid", f"{base}/ok.mp4", license="cc-by")
+    [out] = Download(cfg)(row)
+    assert out["status"] == "ok", out
+    path = Path(out["video_path"])
+    assert path.parent == cfg.work_dir / "en" / out["video_key"] and path.name == "source.mp4"
+    info = probe(path)
+    assert info["has_video"] and info["has_audio"]
+    assert out["duration_s"] == pytest.approx(probe(served_mp4)["duration_s"], abs=0.05)
+    assert path.read_bytes() == served_mp4.read_bytes()
+    assert out["webpage_url"] == f"{base}/ok.mp4" and out["license"] == "cc-by"
+    assert (cfg.work_dir / "download_archive.txt").read_text().strip()
+    n_hits = hits["/ok.mp4"]
+    # a rerun (no ledger marker yet) reuses the finished file: no new request
+    [again] = Download(cfg)(seed_row("en", "okvid", f"{base}/ok.mp4"))
+    assert again["status"] == "ok" and again["video_path"] == out["video_path"]
+    assert hits["/ok.mp4"] == n_hits
+
+
+@pytest.mark.parametrize("path", ["/missing.mp4", "/error.mp4", "/truncated.mp4"])
+def test_http_faults_become_download_failed(tmp_path, server, path):
+    base, _ = server
+    [out] = Download(_cfg(tmp_path))(seed_row("en", "bad", base + path))
+    assert out["status"] == "dropped" and out["drop_reason"] == "download_failed", out
+    assert out["drop_stage"] == "download"
+    assert {"/missing.mp4": "404", "/error.mp4": "500", "/truncated.mp4": "bytes"}[path] in out["drop_detail"]
+    work = _cfg(tmp_path).work_dir / "en" / out["video_key"]
+    assert not [p for p in work.glob("source.*") if not p.name.endswith((".part", ".ytdl"))]
+
+
+def test_stalled_server_times_out_within_bounds(tmp_path, server):
+    base, _ = server
+    t0 = time.monotonic()
+    [out] = Download(_cfg(tmp_path))(seed_row("en", "stall", f"{base}/stall.mp4"))
+    elapsed = time.monotonic() - t0
+    assert out["drop_reason"] == "download_failed", out
+    assert "timed out" in out["drop_detail"].lower()
+    assert elapsed < STALL_S, f"took {elapsed:.1f} s: socket_timeout not applied"
+
+
+def test_too_long_is_dropped(tmp_path, server):
+    base, _ = server
+    [out] = Download(_cfg(tmp_path, max_duration_s=1.0))(seed_row("en", "long", f"{base}/ok.mp4"))
+    assert out["drop_reason"] == "too_long" and out["duration_s"] > 1.0
+
+
+def test_local_sources(tmp_path, talking_clip):
+    cfg = _cfg(tmp_path)
+    [ok] = Download(cfg)(seed_row("en", "local", str(talking_clip.path)))
+    assert ok["status"] == "ok" and ok["video_path"] == str(talking_clip.path.resolve())
+    assert ok["duration_s"] == pytest.approx(talking_clip.duration_s, abs=0.05)
+    [gone] = Download(cfg)(seed_row("en", "gone", str(tmp_path / "nope.mp4")))
+    assert gone["drop_reason"] == "download_failed" and "not found" in gone["drop_detail"]
+    [bad] = Download(cfg)(seed_row("en", "bad", "file:///etc/passwd"))
+    assert bad["drop_reason"] == "unsupported_source"
+    dropped = drop(seed_row("en", "x", "https://a.org/v"), "download_failed", "download")
+    assert Download(cfg)(dict(dropped)) == [dropped]
+
+
+def test_search_fans_out_skips_ledger_and_keeps_hostile_title_as_metadata(tmp_path, server, monkeypatch):
+    """The search itself is faked (no internet); every result is really downloaded from the local server."""
+    base, _ = server
+    cfg = _cfg(tmp_path, max_duration_s=100.0)
+    evil = "$(touch /tmp/pwned); `reboot` ../../etc/passwd"
+    entries = [
+        {"id": "vidA-1_x", "url": f"{base}/ok_a.mp4", "title": evil, "duration": 3.0},
+        {"id": "Done/../1", "url": f"{base}/ok_b.mp4", "title": "finished before"},
+        {"id": "vidC", "url": f"{base}/missing.mp4", "title": "gone"},
+        {"id": "vidD", "url": f"{base}/ok_d.mp4", "title": "a lecture", "duration": 4000.0},
+        {"id": "vidE", "url": "file:///etc/passwd", "title": "local trick"},
+        {"id": "vidA-1_x", "url": f"{base}/ok_a.mp4", "title": "duplicate"},
+    ]
+    queries: list[str] = []
+
+    def fake_search(self, query, key):
+        queries.append(query)
+        return entries
+
+    monkeypatch.setattr(Download, "search", fake_search)
+    ledger = Path(cfg.out) / "ledger"
+    ledger.mkdir(parents=True)
+    (ledger / f"{make_key('en', 'Done/../1')}.json").write_text("{}")
+    rows = Download(cfg)(seed_row("en", "q", "ytsearch50:news anchor"))
+    assert queries == [f"ytsearch{cfg.download.max_results_per_query}:news anchor"]  # capped
+    by_id = {r["source_id"]: r for r in rows}
+    assert list(by_id) == ["vidA-1_x", "vidC", "vidD", "vidE"]
+    a = by_id["vidA-1_x"]
+    key = make_key("en", "vidA-1_x")
+    assert a["status"] == "ok" and a["title"] == evil and a["key"] == a["video_key"] == key
+    assert key.startswith("en-vida-1_x_") and "touch" not in key
+    assert Path(a["video_path"]).parent == cfg.work_dir / "en" / key
+    assert probe(a["video_path"])["has_video"] and a["search_query"] == "ytsearch50:news anchor"
+    assert by_id["vidC"]["drop_reason"] == "download_failed"
+    assert by_id["vidD"]["drop_reason"] == "too_long"
+    assert by_id["vidE"]["drop_reason"] == "unsupported_source"
+    assert not Path("/tmp/pwned").exists()
