@@ -10,6 +10,7 @@ storage every node can reach).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import pickle
@@ -67,14 +68,15 @@ class _RayStage:
         return [{"video": pickle.dumps(g)} for g in group_by_video(out)]
 
 
-_TASK_STAGES: dict[tuple[str, int], Stage] = {}
+_TASK_STAGES: dict[tuple[str, str], Stage] = {}
 
 
 def _task_fn(stage_cls: type[Stage], cfg: BuildConfig):
     """A plain function for CPU stages run as Ray tasks; the stage is built once per worker process."""
+    cfg_id = repr(cfg)  # each task unpickles its own cfg copy: key the cache by value, not id()
 
     def fn(item: dict) -> list[dict]:
-        key = (stage_cls.__name__, id(cfg))
+        key = (f"{stage_cls.__module__}.{stage_cls.__qualname__}", cfg_id)
         if key not in _TASK_STAGES:
             _TASK_STAGES[key] = stage_cls(cfg)
         rows = pickle.loads(item["video"])
@@ -83,14 +85,36 @@ def _task_fn(stage_cls: type[Stage], cfg: BuildConfig):
     return fn
 
 
-def run_ray(cfg: BuildConfig, videos: list[list[Row]]) -> Iterator[list[Row]]:
+def resolve_stages(spec: str | None) -> list[type[Stage]]:
+    """The debug `--stages` option: a comma list of stage class names from STAGES (or `module:Class`), in order."""
+    if not spec:
+        return list(STAGES)
+    known = {cls.__name__: cls for cls in STAGES}
+    out: list[type[Stage]] = []
+    for name in (x.strip() for x in spec.split(",") if x.strip()):
+        if ":" in name:
+            module, _, attr = name.partition(":")
+            cls = getattr(importlib.import_module(module), attr)
+        elif name in known:
+            cls = known[name]
+        else:
+            raise ValueError(f"--stages: unknown stage {name!r} (known: {', '.join(known)})")
+        if not (isinstance(cls, type) and issubclass(cls, Stage)):
+            raise ValueError(f"--stages: {name!r} is not a Stage class")
+        out.append(cls)
+    return out
+
+
+def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]] | None = None) -> Iterator[list[Row]]:
     import ray
+
+    stages = list(STAGES) if stages is None else stages
 
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
         # A local cluster needs a CPU slot per model actor plus one for tasks, or the graph waits forever on a
         # 2-core machine; the oversubscription is harmless there (model stages are mostly waiting on each other).
-        n_actors = sum(1 for cls in STAGES if cls.uses_model) * max(1, cfg.actors)
+        n_actors = sum(1 for cls in stages if cls.uses_model) * max(1, cfg.actors)
         local_cpus = None if address else max(os.cpu_count() or 1, n_actors + 1)
         ray.init(address=address, num_cpus=local_cpus, logging_level=logging.WARNING, log_to_driver=True)
     ctx = ray.data.DataContext.get_current()
@@ -98,7 +122,7 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]]) -> Iterator[list[Row]]:
     ctx.execution_options.preserve_order = False
     items = [{"video": pickle.dumps(v)} for v in videos]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    for stage_cls in STAGES:
+    for stage_cls in stages:
         if stage_cls.uses_model:
             ds = ds.flat_map(
                 _RayStage,
@@ -113,8 +137,8 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]]) -> Iterator[list[Row]]:
         yield pickle.loads(item["video"])
 
 
-def build(cfg: BuildConfig, use_ray: bool = True) -> dict:
-    """Run the whole build; returns the stats dict also written to <out>/stats.json."""
+def build(cfg: BuildConfig, use_ray: bool = True, stages: list[type[Stage]] | None = None) -> dict:
+    """Run the whole build; returns the stats dict also written to <out>/stats.json. `stages`: debug subset."""
     from .media import require_ffmpeg
     from .report import write_report
     from .sink import ShardSink
@@ -128,8 +152,9 @@ def build(cfg: BuildConfig, use_ray: bool = True) -> dict:
     todo = [s for s in seeds if not sink.is_done(s["video_key"])]
     log.info("%d source rows, %d already done (ledger), %d to process", len(seeds), len(seeds) - len(todo), len(todo))
     t0 = time.time()
-    stream = run_ray(cfg, [[s] for s in todo]) if (use_ray and todo) else run_local(
-        [cls(cfg) for cls in STAGES], [[s] for s in todo]
+    stages = list(STAGES) if stages is None else stages
+    stream = run_ray(cfg, [[s] for s in todo], stages) if (use_ray and todo) else run_local(
+        [cls(cfg) for cls in stages], [[s] for s in todo]
     )
     from tqdm import tqdm
 
@@ -158,7 +183,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="at most N source rows per language")
     p.add_argument("--num-gpus", type=float, default=None, help="GPUs per model actor, e.g. 0.25 (default 0)")
     p.add_argument("--actors", type=int, default=None, help="actors per model stage (default 1)")
+    p.add_argument("--transcribe", action="store_true", default=None, help="store a Whisper transcript in each .json")
     p.add_argument("--no-ray", action="store_true", help="run every stage in this process (debugging)")
+    p.add_argument("--stages", default=None, help=argparse.SUPPRESS)  # debug: comma list of Stage class names
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -180,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         limit=args.limit,
         num_gpus=args.num_gpus,
         actors=args.actors,
+        language={"transcribe": True} if args.transcribe else None,
     )
-    stats = build(cfg, use_ray=not args.no_ray)
+    stats = build(cfg, use_ray=not args.no_ray, stages=resolve_stages(args.stages))
     kept = stats.get("totals", {}).get("kept", 0)
     print(f"kept {kept} clips; shards, index.parquet and report.html in {cfg.out}")
     return 0

@@ -74,6 +74,7 @@ class LanguageConfig:
     min_speech_ratio: float = 0.3
     transcribe: bool = False
     diarization: str = "auto"  # auto | off | path to a pyannote checkpoint dir
+    batch_size: int = 8  # clips per Whisper language-ID pass (clips of one video are batched)
 
 
 @dataclass

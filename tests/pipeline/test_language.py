@@ -1,0 +1,170 @@
+"""Language stage on real speech from ../shared/media with the offline default (Whisper base, CTranslate2).
+
+The model loads once per module; clips are <= 10 s, cut with ffmpeg into the session media cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import BuildConfig
+from pipeline.media import ffmpeg, write_wav
+from pipeline.record import drop
+from pipeline.stages.language import LanguageTagger
+
+# (language, file under shared/media/audio, start s, seconds): real speech, one speaker each.
+SPEECH: tuple[tuple[str, str, float, float], ...] = (
+    ("en", "en/jfk_11s.flac", 0.0, 10.0),
+    ("es", "es/commonvoice_es_10s.wav", 0.0, 10.0),
+    ("fr", "fr/librivox_reader1259_10s.wav", 0.0, 10.0),
+    ("pt", "pt/librivox_reader7407_10s.wav", 0.0, 10.0),
+    ("ru", "ru/coqui_ru_6s.wav", 0.0, 6.0),
+    ("zh", "zh/musetalk_sun_22s.wav", 0.0, 10.0),
+    ("ja", "ja/vallex_ja1_4s.wav", 0.0, 4.0),
+    ("nl", "nl/librivox_reader6513_10s.wav", 0.0, 10.0),
+    ("fi", "fi/librivox_reader5698_10s.wav", 0.0, 10.0),
+    ("tr", "tr/wli_tur_10s.wav", 0.0, 10.0),
+)
+
+
+def _wav(shared_media: Path, cache: Path, rel: str, start: float, dur: float) -> Path:
+    out = cache / "language" / f"{rel.replace('/', '_').rsplit('.', 1)[0]}_{start:g}_{dur:g}.wav"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ffmpeg("-ss", f"{start}", "-t", f"{dur}", "-i", str(shared_media / "audio" / rel),
+               "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(out), timeout=60)  # fmt: skip
+    return out
+
+
+def _row(key: str, audio_path: Path, lang_expected: str, start: float = 0.0, end: float | None = None) -> dict:
+    return {"key": key, "video_key": key, "lang_expected": lang_expected, "status": "ok", "drop_reason": "",
+            "drop_stage": "", "audio_path": str(audio_path), "start_s": start, "end_s": end}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    """An empty models dir: only the offline default applies (no upstream Whisper, no pyannote)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def tagger(models_dir) -> LanguageTagger:
+    return LanguageTagger(BuildConfig(models_dir=str(models_dir)))
+
+
+@pytest.fixture(scope="module")
+def speech_rows(shared_media, media_cache) -> list[dict]:
+    rows = []
+    for lang, rel, start, dur in SPEECH:
+        rows.append(_row(f"{lang}-speech", _wav(shared_media, media_cache, rel, start, dur), lang, 0.0, dur))
+    return rows
+
+
+def test_real_speech_tagged_in_ten_languages(tagger, speech_rows):
+    rows = tagger.run_video([dict(r) for r in speech_rows])  # one batched pass, as for a video's clips
+    got = {r["lang_expected"]: (r["lang"], r["lang_prob"], r["status"]) for r in rows}
+    correct = [lang for lang, (heard, _, _) in got.items() if heard == lang]
+    assert len(correct) == len(SPEECH) >= 6, got
+    for r in rows:
+        assert r["status"] == "ok", (r["key"], r.get("drop_reason"), r.get("drop_detail"))
+        assert r["lang_prob"] >= 0.7
+        top3 = json.loads(r["lang_top3"])
+        assert len(top3) == 3 and top3[0] == [r["lang"], r["lang_prob"]]
+        assert top3[0][1] >= top3[1][1] >= top3[2][1]
+        assert 0.3 <= r["speech_ratio"] <= 1.0
+        assert r["n_speakers"] == -1 and r["speaker_check"] == "not_run"  # no pyannote checkpoint: not a pass
+        assert r["transcript"] == "" and r["lang_model"].startswith("ct2:")
+
+
+def test_mismatched_language_dropped(tagger, speech_rows):
+    ru = next(r for r in speech_rows if r["lang_expected"] == "ru")
+    row = tagger(dict(ru, lang_expected="en"))[0]
+    assert row["status"] == "dropped" and row["drop_reason"] == "lang_mismatch"
+    assert row["drop_stage"] == "language" and row["lang"] == "ru" and "manifest says en" in row["drop_detail"]
+
+
+def test_uncertain_language_dropped(models_dir, speech_rows):
+    cfg = BuildConfig(models_dir=str(models_dir))
+    cfg.language.min_lang_prob = 0.9999  # above what base gives JFK (~0.93): the same clip becomes uncertain
+    strict = LanguageTagger(cfg, diarizer=None)
+    row = strict(dict(speech_rows[0]))[0]
+    assert row["drop_reason"] == "lang_uncertain" and row["lang"] == "en" and row["lang_prob"] < 0.9999
+
+
+def test_silence_and_noise_dropped_as_no_speech(tagger, media_cache):
+    rng = np.random.default_rng(0)
+    silence, noise = media_cache / "language" / "silence_5s.wav", media_cache / "language" / "noise_5s.wav"
+    write_wav(np.zeros(5 * 16000, np.float32), silence)
+    write_wav(rng.normal(0, 0.1, 5 * 16000).astype(np.float32), noise)
+    rows = tagger.run_video([_row("en-silence", silence, "en", 0, 5), _row("en-noise", noise, "en", 0, 5)])
+    for r in rows:
+        assert r["drop_reason"] == "no_speech" and r["speech_ratio"] < 0.3, r
+        assert r["lang"] == ""  # no language is claimed for a clip without speech
+
+
+def test_clip_window_of_a_longer_file_and_two_speakers_not_run(tagger, shared_media):
+    """The pyannote sample (2 real speakers), read in place between start_s and end_s: tagged en, and the
+    speaker check is recorded as not run offline, never as a pass."""
+    wav = shared_media / "audio" / "en" / "pyannote_sample_2spk_30s.wav"
+    row = tagger(_row("en-pyannote", wav, "en", 10.0, 20.0))[0]
+    assert row["status"] == "ok" and row["lang"] == "en"
+    assert row["n_speakers"] == -1 and row["speaker_check"] == "not_run"
+    assert row["speech_ratio"] > 0.6  # RTTM: speech covers nearly all of 10-20 s
+    early = tagger(_row("en-pyannote-early", wav, "en", 0.0, 6.5))[0]  # RTTM: first speech at 6.69 s
+    assert early["drop_reason"] == "no_speech" and early["speech_ratio"] < 0.1
+
+
+class _FakeDiarizer:
+    name = "pyannote"
+
+    def __init__(self, n: int):
+        self.n, self.calls = n, 0
+
+    def __call__(self, audio: np.ndarray) -> int:
+        self.calls += 1
+        return self.n
+
+
+def test_speaker_check_drops_multi_speaker_when_it_runs(tagger, speech_rows):
+    for n, status in ((2, "dropped"), (1, "ok")):
+        fake = _FakeDiarizer(n)
+        stage = LanguageTagger(tagger.cfg, whisper=tagger.whisper, vad=tagger.vad, diarizer=fake)
+        row = stage(dict(speech_rows[0]))[0]
+        assert fake.calls == 1 and row["status"] == status
+        assert row["n_speakers"] == n and row["speaker_check"] == "pyannote"
+        assert row["drop_reason"] == ("multi_speaker" if n > 1 else "")
+
+
+def test_transcript_when_enabled(models_dir, tagger, speech_rows):
+    cfg = BuildConfig(models_dir=str(models_dir))
+    cfg.language.transcribe = True
+    stage = LanguageTagger(cfg, whisper=tagger.whisper, vad=tagger.vad, diarizer=None)
+    row = stage(dict(speech_rows[0]))[0]
+    assert "ask not what your country" in row["transcript"].lower()
+
+
+def test_dropped_rows_pass_and_one_bad_clip_does_not_stop_the_video(tagger, speech_rows, tmp_path):
+    earlier = drop(dict(speech_rows[1]), "no_face", "faces")
+    missing = _row("en-missing", tmp_path / "nope.wav", "en", 0, 5)
+    rows = tagger.run_video([earlier, missing, dict(speech_rows[0])])
+    assert rows[0] == earlier and "lang" not in rows[0]
+    assert rows[1]["drop_reason"] == "error" and rows[1]["drop_stage"] == "language"
+    assert rows[2]["status"] == "ok" and rows[2]["lang"] == "en"
+
+
+def test_clips_of_a_multilingual_video(tagger, concat_clip, media_cache):
+    """Real talking clips concatenated (en, ru, zh, pt; cuts every 6 s): one audio_path, clip windows trimmed
+    0.5 s at each cut like shots makes them, manifest says en: only the English shot is kept."""
+    wav = media_cache / "language" / "concat_audio.wav"
+    if not wav.exists():
+        ffmpeg("-i", str(concat_clip.path), "-vn", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(wav))
+    bounds = (0.0, *concat_clip.cuts, concat_clip.duration_s)
+    rows = [_row(f"en-concat-s{i:04d}", wav, "en", a + 0.5, b - 0.5) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    rows = tagger.run_video(rows)
+    heard = [r["lang"] for r in rows]
+    assert heard == list(concat_clip.langs), [(r["lang"], r["lang_prob"], r["drop_reason"]) for r in rows]
+    assert [r["drop_reason"] for r in rows] == ["", "lang_mismatch", "lang_mismatch", "lang_mismatch"]
