@@ -183,6 +183,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="at most N source rows per language")
     p.add_argument("--num-gpus", type=float, default=None, help="GPUs per model actor, e.g. 0.25 (default 0)")
     p.add_argument("--actors", type=int, default=None, help="actors per model stage (default 1)")
+    p.add_argument("--transcribe", action="store_true", default=None, help="store a Whisper transcript in each .json")
     p.add_argument("--no-ray", action="store_true", help="run every stage in this process (debugging)")
     p.add_argument("--stages", default=None, help=argparse.SUPPRESS)  # debug: comma list of Stage class names
     p.add_argument("-v", "--verbose", action="store_true")
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         limit=args.limit,
         num_gpus=args.num_gpus,
         actors=args.actors,
+        language={"transcribe": True} if args.transcribe else None,
     )
     stats = build(cfg, use_ray=not args.no_ray, stages=resolve_stages(args.stages))
     kept = stats.get("totals", {}).get("kept", 0)
