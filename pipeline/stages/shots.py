@@ -26,7 +26,7 @@ def detect_scenes(path: str, threshold: float, min_scene_len: int) -> list[tuple
     manager.add_detector(AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=min_scene_len))
     manager.detect_scenes(video=video)
     scenes = manager.get_scene_list(start_in_scene=True)
-    return [(float(a.get_seconds()), float(b.get_seconds())) for a, b in scenes if b.frame_num > a.frame_num]
+    return [(float(a.seconds), float(b.seconds)) for a, b in scenes if b.frame_num > a.frame_num]
 
 
 def plan_clips(
@@ -58,7 +58,12 @@ class ShotSplit(Stage):
     def process(self, row: Row) -> Row | list[Row]:
         c = self.cfg.shots
         fps = float(row.get("fps") or self.cfg.normalize.fps)
-        scenes = detect_scenes(row["norm_path"], c.threshold, max(1, round(c.min_scene_s * fps)))
+        from scenedetect import VideoOpenFailure
+
+        try:
+            scenes = detect_scenes(row["norm_path"], c.threshold, max(1, round(c.min_scene_s * fps)))
+        except (OSError, VideoOpenFailure) as exc:  # nothing decodable
+            return drop(row, "no_shots", self.name, f"cannot open video: {exc}")
         if not scenes:
             return drop(row, "no_shots", self.name, "no frames decoded")
         clips = plan_clips(scenes, fps, c.trim_s, c.min_clip_s, c.max_clip_s)

@@ -1,0 +1,96 @@
+"""Normalize on real clips (VFR, 30 fps, portrait HEVC) and on corrupt / truncated / audio-less / video-less files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import BuildConfig, NormalizeConfig
+from pipeline.media import ffmpeg, probe, read_audio
+from pipeline.record import drop, seed_row
+from pipeline.stages.normalize import Normalize
+
+
+def _streams(path: str) -> list[dict]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-count_packets", "--", path],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    return json.loads(out.stdout)["streams"]
+
+
+def _row(path: Path, sid: str = "clip") -> dict:
+    row = seed_row("en", sid, str(path))
+    row["video_path"] = str(path)
+    return row
+
+
+@pytest.mark.parametrize(
+    "name,max_height,size",
+    [
+        ("retalking_face1_en.mp4", 1080, (700, 700)),  # variable frame rate (1350/61 avg)
+        ("latentsync_demo1_ru_10s.mp4", 720, (406, 720)),  # portrait 1080x1920 HEVC, scaled, even width
+    ],
+)
+def test_real_clip_becomes_25fps_cfr_h264_and_16k_mono(tmp_path, shared_media, name, max_height, size):
+    src = shared_media / "video_av" / name
+    cfg = BuildConfig(out=str(tmp_path), normalize=NormalizeConfig(max_height=max_height))
+    [row] = Normalize(cfg)(_row(src))
+    assert row["status"] == "ok", row
+    assert Path(row["norm_path"]) == cfg.work_dir / "en" / row["video_key"] / "norm.mkv"
+    assert (row["width"], row["height"]) == size and row["fps"] == 25.0
+    src_dur = probe(src)["duration_s"]
+    assert abs(row["duration_s"] - src_dur) <= 0.1
+    video, audio = _streams(row["norm_path"])
+    assert video["codec_name"] == "h264" and video["pix_fmt"] == "yuv420p"
+    assert video["r_frame_rate"] == "25/1" and video["avg_frame_rate"] == "25/1"
+    assert abs(int(video["nb_read_packets"]) - round(src_dur * 25)) <= 2  # constant 25 fps over the whole clip
+    assert audio["codec_name"] == "pcm_s16le" and audio["sample_rate"] == "16000" and audio["channels"] == 1
+    [wav] = _streams(row["audio_path"])
+    assert wav["codec_name"] == "pcm_s16le" and wav["sample_rate"] == "16000" and wav["channels"] == 1
+    a = read_audio(row["audio_path"])
+    assert abs(len(a) / 16000 - src_dur) <= 0.1
+    assert np.sqrt(np.mean(a**2)) > 0.01  # real speech, not silence
+    assert not list(Path(row["norm_path"]).parent.glob(".*"))  # no temp files left behind
+
+
+@pytest.fixture(scope="session")
+def broken_files(shared_media, media_cache) -> dict[str, Path]:
+    d = media_cache / "broken"
+    d.mkdir(exist_ok=True)
+    src = shared_media / "video_av" / "retalking_face2_en.mp4"
+    rng = np.random.default_rng(0)
+    (d / "random.mp4").write_bytes(rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes())
+    (d / "truncated_moov_end.mp4").write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    faststart = d / "faststart.mp4"
+    ffmpeg("-i", str(src), "-c", "copy", "-movflags", "+faststart", str(faststart), timeout=60)
+    data = faststart.read_bytes()
+    (d / "truncated_moov_first.mp4").write_bytes(data[: len(data) * 2 // 5])
+    (d / "empty.mp4").write_bytes(b"")
+    return {p.stem: p for p in d.glob("*.mp4")}
+
+
+@pytest.mark.parametrize("name", ["random", "truncated_moov_end", "truncated_moov_first", "empty"])
+def test_corrupt_inputs_drop_corrupt_video(tmp_path, broken_files, name):
+    [row] = Normalize(BuildConfig(out=str(tmp_path)))(_row(broken_files[name], name))
+    assert row["status"] == "dropped" and row["drop_reason"] == "corrupt_video", row
+    assert row["drop_stage"] == "normalize" and "norm_path" not in row
+    work = Path(tmp_path) / "work" / "en" / row["video_key"]
+    assert not work.exists() or not any(work.iterdir())
+
+
+def test_no_audio_and_no_video(tmp_path, silent_clip, shared_media):
+    cfg = BuildConfig(out=str(tmp_path))
+    [silent] = Normalize(cfg)(_row(silent_clip.path, "silent"))
+    assert silent["drop_reason"] == "no_audio"
+    [speech] = Normalize(cfg)(_row(shared_media / "audio" / "en" / "jfk_11s.flac", "speech"))
+    assert speech["drop_reason"] == "no_video"
+
+
+def test_dropped_rows_pass_through(tmp_path, talking_clip):
+    row = drop(_row(talking_clip.path), "download_failed", "download")
+    assert Normalize(BuildConfig(out=str(tmp_path)))(dict(row)) == [row]
