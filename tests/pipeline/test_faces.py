@@ -1,0 +1,204 @@
+"""FaceTrack on real talking clips from ../shared/media (normalised to 25 fps with ffmpeg into the session cache).
+
+Kept clips: the track covers every frame and overlaps an independent detector (dlib HOG) run on the raw frames;
+the crop has exactly N frames at crop_size. Drops: multi_face (two real clips side by side), no_face (a real
+shot of a body without a face), small_face (the real clip shrunk in a big frame), track_broken (the face leaves
+for longer than max_missed_frames and neither piece is long enough), extreme_pose (a strict pose limit); and
+a clip whose face track breaks into two long pieces is split into two rows with narrowed times.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import BuildConfig
+from pipeline.media import ffmpeg, probe, read_frames
+from pipeline.models.face_detectors import DlibHogDetector
+from pipeline.record import drop, make_key, seed_row
+from pipeline.stages.faces import FaceTrack
+from pipeline.track import iou
+
+FPS = 25
+CROP = 256  # configurable; smaller than the 512 default to keep the tests fast
+ENC = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-r", "25"]
+
+
+def _norm(out: Path, args: list[str], vf: str | None = None, filter_complex: str | None = None) -> Path:
+    """ffmpeg into a normalised-looking .mkv (25 fps CFR H.264, no audio needed by this stage)."""
+    if not out.exists():
+        flt = ["-filter_complex", filter_complex, "-map", "[v]"] if filter_complex else ["-vf", f"{vf},fps=25"]
+        ffmpeg(*args, *flt, "-an", *ENC, str(out), timeout=300)
+    return out
+
+
+@pytest.fixture(scope="session")
+def clips(shared_media, media_cache, have_ffmpeg) -> dict[str, Path]:
+    v = shared_media / "video_av"
+    aoc, katie = v / "hdtf_WDA_AOC_en_8s.mp4", v / "hdtf_WDA_KatieHill_en_8s.mp4"
+    body = "[2:v]crop=1080:700:0:1220,scale=512:512,setsar=1,fps=25"  # latentsync demo1 below the face: no face
+    return {
+        "aoc": _norm(media_cache / "f_aoc.mkv", ["-t", "3", "-i", str(aoc)], "setsar=1"),
+        "portrait": _norm(media_cache / "f_portrait.mkv", ["-t", "3", "-i", str(v / "latentsync_demo1_ru_10s.mp4")],
+                          "setsar=1"),
+        "noface": _norm(media_cache / "f_noface.mkv", ["-t", "3", "-i", str(v / "latentsync_demo1_ru_10s.mp4")],
+                        "crop=1080:700:0:1220"),
+        "multi": _norm(media_cache / "f_multi.mkv", ["-t", "3", "-i", str(aoc), "-t", "3", "-i", str(katie)],
+                       filter_complex="[0:v][1:v]hstack=inputs=2,fps=25[v]"),
+        "small": _norm(media_cache / "f_small.mkv", ["-t", "3", "-i", str(aoc)], "scale=160:160,pad=512:512:300:40"),
+        # AOC 2.4 s | no face 1.6 s | Katie Hill 2.4 s: the track breaks into two >= 2 s pieces
+        "split": _norm(media_cache / "f_split.mkv", ["-t", "2.4", "-i", str(aoc), "-t", "1.6", "-i",
+                       str(v / "latentsync_demo1_ru_10s.mp4"), "-ss", "3", "-t", "2.4", "-i", str(katie)],
+                       filter_complex=f"[0:v]fps=25,setsar=1[a];{body.replace('[2:v]', '[1:v]')}[b];"
+                       "[2:v]fps=25,setsar=1[c];[a][b][c]concat=n=3:v=1:a=0[v]"),
+        # AOC 1.2 s | no face 1.4 s | AOC 1.2 s: pieces shorter than min_clip_s -> track_broken
+        "broken": _norm(media_cache / "f_broken.mkv", ["-t", "1.2", "-i", str(aoc), "-t", "1.4", "-i",
+                        str(v / "latentsync_demo1_ru_10s.mp4"), "-ss", "1.2", "-t", "1.2", "-i", str(aoc)],
+                        filter_complex=f"[0:v]fps=25,setsar=1[a];{body.replace('[2:v]', '[1:v]')}[b];"
+                        "[2:v]fps=25,setsar=1[c];[a][b][c]concat=n=3:v=1:a=0[v]"),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def stage(tmp_path_factory) -> FaceTrack:
+    cfg = BuildConfig(out=str(tmp_path_factory.mktemp("faces_out")), langs=["en"])
+    cfg.faces = dataclasses.replace(cfg.faces, backend="mtcnn", detect_fps=5.0, min_face_px=160, crop_size=CROP)
+    return FaceTrack(cfg)
+
+
+def with_faces(stage: FaceTrack, **changes) -> FaceTrack:
+    """The same loaded models under other thresholds (no second model load)."""
+    other = copy.copy(stage)
+    other.fc = dataclasses.replace(stage.fc, **changes)
+    return other
+
+
+def clip_row(name: str, path: Path, start: float = 0.0, end: float | None = None) -> dict:
+    info = probe(path)
+    row = seed_row("en", f"faces_{name}", str(path))
+    row.update(norm_path=str(path), start_s=start, end_s=end if end is not None else round(info["duration_s"] * 25) / 25,
+               shot_index=0, key=make_key("en", f"faces_{name}", shot=0), fps=25.0,
+               width=info["width"], height=info["height"])
+    return row
+
+
+@pytest.fixture(scope="session")
+def kept(stage, clips) -> dict[str, dict]:
+    out = {}
+    for name in ("aoc", "portrait"):
+        rows = stage(clip_row(name, clips[name], 0.0, 3.0))
+        assert len(rows) == 1, rows
+        out[name] = rows[0]
+    return out
+
+
+@pytest.mark.parametrize("name", ["aoc", "portrait"])
+def test_keeps_one_speaker_with_track_on_every_frame(kept, clips, name):
+    row = kept[name]
+    assert row["status"] == "ok", row
+    assert row["key"] == make_key("en", f"faces_{name}", shot=0) and (row["start_s"], row["end_s"]) == (0.0, 3.0)
+    n = 75
+    z = np.load(row["track_path"])
+    assert z["boxes"].shape == (n, 4) and z["landmarks"].shape == (n, 68, 2) and z["pose"].shape == (n, 3)
+    assert z["landmarks_crop"].shape == (n, 68, 2) and z["mouth_open"].shape == (n,) and z["detected"].dtype == bool
+    assert np.isfinite(z["boxes"]).all() and np.isfinite(z["pose"]).all()
+    assert int(z["crop_size"]) == CROP and float(z["fps"]) == 25.0
+    assert z["detected"][::5].all() and not z["detected"][1::5].any()  # sampled at 5 fps, interpolated between
+    assert abs(np.linalg.norm(z["id_embedding"]) - 1.0) < 1e-4
+    # landmarks sit inside their face box (source px) and inside the crop (crop px)
+    lm, b = z["landmarks"], z["boxes"]
+    inside = (lm[..., 0] >= b[:, None, 0] - 20) & (lm[..., 0] <= b[:, None, 2] + 20) & (lm[..., 1] >= b[:, None, 1] - 20)
+    assert inside.mean() > 0.97
+    assert (z["landmarks_crop"] > 0).all() and (z["landmarks_crop"] < CROP).all()
+    # the crop: exactly one frame per 25 fps frame of [start_s, end_s), crop_size square, silent
+    info = probe(row["crop_path"])
+    assert (info["width"], info["height"], info["has_audio"]) == (CROP, CROP, False)
+    assert len(read_frames(row["crop_path"])) == n
+    assert row["face_coverage"] >= 0.9 and row["n_faces"] == 1 and row["face_px"] >= 160
+    assert row["detector"] == "mtcnn" and 0 <= row["yaw_abs_mean"] < 45
+
+
+@pytest.mark.parametrize("name", ["aoc", "portrait"])
+def test_track_overlaps_independent_detector_on_raw_frames(kept, clips, name):
+    """dlib HOG on the raw frames between MTCNN's samples (frames 2, 7, ...): the interpolated box must match."""
+    z = np.load(kept[name]["track_path"])
+    frames = read_frames(clips[name], 0.0, 3.0)
+    hog = DlibHogDetector(max_side=640)
+    checked = []
+    for i in range(2, 75, 5):
+        d = hog.detect(frames[i])
+        if len(d):
+            checked.append(float(iou(z["boxes"][i], d.boxes).max()))
+    assert len(checked) >= 10, checked
+    assert min(checked) >= 0.5, checked
+    # the crop shows the face: HOG finds it in the cropped frame too
+    crop = read_frames(kept[name]["crop_path"])
+    assert sum(len(hog.detect(crop[i])) > 0 for i in (0, 37, 74)) >= 2
+
+
+def test_mouth_moves_while_talking(kept):
+    m = np.load(kept["aoc"]["track_path"])["mouth_open"]
+    assert m.min() >= 0 and m.max() - m.min() > 0.05  # real speech opens and closes the mouth
+
+
+def test_multi_face_dropped(stage, clips):
+    [row] = stage(clip_row("multi", clips["multi"]))
+    assert (row["status"], row["drop_reason"], row["drop_stage"]) == ("dropped", "multi_face", "faces")
+    assert row["n_faces"] == 2 and "crop_path" not in row
+
+
+def test_no_face_dropped(stage, clips):
+    [row] = stage(clip_row("noface", clips["noface"]))
+    assert (row["status"], row["drop_reason"]) == ("dropped", "no_face") and row["n_faces"] == 0
+
+
+def test_small_face_dropped(stage, clips):
+    [row] = stage(clip_row("small", clips["small"]))
+    assert (row["status"], row["drop_reason"]) == ("dropped", "small_face")
+    assert 60 < row["face_px"] < 160
+
+
+def test_track_break_splits_clip_into_rows(stage, clips):
+    rows = stage(clip_row("split", clips["split"], 0.0, 6.4))
+    assert [r["key"] for r in rows] == [make_key("en", "faces_split", shot=0, track=j) for j in (0, 1)]
+    assert all(r["status"] == "ok" for r in rows), rows
+    (a, b) = rows
+    assert a["start_s"] == 0.0 and 2.0 <= a["end_s"] - a["start_s"] <= 2.4
+    assert 4.0 <= b["start_s"] <= 4.2 and b["end_s"] == pytest.approx(6.4, abs=0.2)
+    for r in rows:
+        n = round((r["end_s"] - r["start_s"]) * FPS)
+        assert len(np.load(r["track_path"])["boxes"]) == n == len(read_frames(r["crop_path"]))
+    ea, eb = (np.load(r["track_path"])["id_embedding"] for r in rows)
+    assert np.linalg.norm(ea - eb) > stage.models.embedder.max_same_dist  # two different people
+
+
+def test_short_pieces_dropped_track_broken(stage, clips):
+    [row] = stage(clip_row("broken", clips["broken"], 0.0, 3.8))
+    assert (row["status"], row["drop_reason"]) == ("dropped", "track_broken"), row
+
+
+def test_extreme_pose_dropped(stage, clips, kept):
+    strict = with_faces(stage, max_abs_yaw=kept["aoc"]["yaw_abs_mean"] / 2)
+    [row] = strict(clip_row("aoc_strict", clips["aoc"], 0.0, 2.0))
+    assert (row["status"], row["drop_reason"]) == ("dropped", "extreme_pose")
+    crop = Path(stage.cfg.work_dir) / "en" / row["video_key"] / f"{row['key']}_crop.mp4"
+    assert "crop_path" not in row and not crop.exists()  # the rejected crop is not left behind
+
+
+def test_dropped_rows_pass_through_untouched(stage, clips):
+    row = drop(clip_row("aoc", clips["aoc"]), "too_short", "shots")
+    before = dict(row)
+    assert stage(row) == [before]
+
+
+def test_bad_media_is_a_recorded_error_not_a_crash(stage, tmp_path):
+    bad = tmp_path / "broken.mkv"
+    bad.write_bytes(b"not a video")
+    row = seed_row("en", "faces_bad", str(bad))
+    row.update(norm_path=str(bad), start_s=0.0, end_s=2.0, shot_index=0, fps=25.0)
+    [out] = stage(row)
+    assert out["status"] == "dropped" and out["drop_reason"] == "error" and out["drop_stage"] == "faces"
