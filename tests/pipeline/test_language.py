@@ -16,14 +16,12 @@ from pipeline.media import ffmpeg, write_wav
 from pipeline.record import drop
 from pipeline.stages.language import LanguageTagger
 
-# (language, file under shared/media/audio, start s, seconds): real speech, one speaker each.
+# (language, file under shared/media/audio, start s, seconds): real read or spoken speech, one speaker each.
+# Russian, Chinese and Portuguese come from real talking-face videos in test_clips_of_a_multilingual_video.
 SPEECH: tuple[tuple[str, str, float, float], ...] = (
     ("en", "en/jfk_11s.flac", 0.0, 10.0),
     ("es", "es/commonvoice_es_10s.wav", 0.0, 10.0),
     ("fr", "fr/librivox_reader1259_10s.wav", 0.0, 10.0),
-    ("pt", "pt/librivox_reader7407_10s.wav", 0.0, 10.0),
-    ("ru", "ru/coqui_ru_6s.wav", 0.0, 6.0),
-    ("zh", "zh/musetalk_sun_22s.wav", 0.0, 10.0),
     ("ja", "ja/vallex_ja1_4s.wav", 0.0, 4.0),
     ("nl", "nl/librivox_reader6513_10s.wav", 0.0, 10.0),
     ("fi", "fi/librivox_reader5698_10s.wav", 0.0, 10.0),
@@ -64,7 +62,7 @@ def speech_rows(shared_media, media_cache) -> list[dict]:
     return rows
 
 
-def test_real_speech_tagged_in_ten_languages(tagger, speech_rows):
+def test_real_speech_tagged_in_seven_languages(tagger, speech_rows):
     rows = tagger.run_video([dict(r) for r in speech_rows])  # one batched pass, as for a video's clips
     got = {r["lang_expected"]: (r["lang"], r["lang_prob"], r["status"]) for r in rows}
     correct = [lang for lang, (heard, _, _) in got.items() if heard == lang]
@@ -78,13 +76,6 @@ def test_real_speech_tagged_in_ten_languages(tagger, speech_rows):
         assert 0.3 <= r["speech_ratio"] <= 1.0
         assert r["n_speakers"] == -1 and r["speaker_check"] == "not_run"  # no pyannote checkpoint: not a pass
         assert r["transcript"] == "" and r["lang_model"].startswith("ct2:")
-
-
-def test_mismatched_language_dropped(tagger, speech_rows):
-    ru = next(r for r in speech_rows if r["lang_expected"] == "ru")
-    row = tagger(dict(ru, lang_expected="en"))[0]
-    assert row["status"] == "dropped" and row["drop_reason"] == "lang_mismatch"
-    assert row["drop_stage"] == "language" and row["lang"] == "ru" and "manifest says en" in row["drop_detail"]
 
 
 def test_uncertain_language_dropped(models_dir, speech_rows):
@@ -118,6 +109,22 @@ def test_clip_window_of_a_longer_file_and_two_speakers_not_run(tagger, shared_me
     assert early["drop_reason"] == "no_speech" and early["speech_ratio"] < 0.1
 
 
+class _FakeWhisper:
+    """Stands in for Whisper in tests of the stage's own logic (the real model is tested above)."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def detect(self, audios):
+        self.batches.append(len(audios))
+        return [[("en", 0.95), ("de", 0.03), ("nl", 0.01)] for _ in audios]
+
+    def transcribe(self, audio, language):
+        return ""
+
+
 class _FakeDiarizer:
     name = "pyannote"
 
@@ -132,7 +139,7 @@ class _FakeDiarizer:
 def test_speaker_check_drops_multi_speaker_when_it_runs(tagger, speech_rows):
     for n, status in ((2, "dropped"), (1, "ok")):
         fake = _FakeDiarizer(n)
-        stage = LanguageTagger(tagger.cfg, whisper=tagger.whisper, vad=tagger.vad, diarizer=fake)
+        stage = LanguageTagger(tagger.cfg, whisper=_FakeWhisper(), vad=tagger.vad, diarizer=fake)
         row = stage(dict(speech_rows[0]))[0]
         assert fake.calls == 1 and row["status"] == status
         assert row["n_speakers"] == n and row["speaker_check"] == "pyannote"
@@ -148,23 +155,43 @@ def test_transcript_when_enabled(models_dir, tagger, speech_rows):
 
 
 def test_dropped_rows_pass_and_one_bad_clip_does_not_stop_the_video(tagger, speech_rows, tmp_path):
+    fake = _FakeWhisper()
+    stage = LanguageTagger(tagger.cfg, whisper=fake, vad=tagger.vad, diarizer=None)
     earlier = drop(dict(speech_rows[1]), "no_face", "faces")
     missing = _row("en-missing", tmp_path / "nope.wav", "en", 0, 5)
-    rows = tagger.run_video([earlier, missing, dict(speech_rows[0])])
+    rows = stage.run_video([earlier, missing, dict(speech_rows[0]), dict(speech_rows[2], lang_expected="en")])
+    assert fake.batches == [2]  # the two good clips went through Whisper as one batch
     assert rows[0] == earlier and "lang" not in rows[0]
     assert rows[1]["drop_reason"] == "error" and rows[1]["drop_stage"] == "language"
     assert rows[2]["status"] == "ok" and rows[2]["lang"] == "en"
+    assert rows[3]["status"] == "ok" and rows[3]["lang_model"] == "fake"
 
 
-def test_clips_of_a_multilingual_video(tagger, concat_clip, media_cache):
+def test_failed_batch_retried_clip_by_clip(tagger, speech_rows):
+    class BatchFails(_FakeWhisper):
+        def detect(self, audios):
+            if len(audios) > 1:
+                raise RuntimeError("out of memory")
+            return super().detect(audios)
+
+    fake = BatchFails()
+    stage = LanguageTagger(tagger.cfg, whisper=fake, vad=tagger.vad, diarizer=None)
+    rows = stage.run_video([dict(speech_rows[0]), dict(speech_rows[2], lang_expected="en")])
+    assert fake.batches == [1, 1] and [r["status"] for r in rows] == ["ok", "ok"]
+
+
+def test_mismatched_languages_in_a_multilingual_video_dropped(tagger, concat_clip, media_cache):
     """Real talking clips concatenated (en, ru, zh, pt; cuts every 6 s): one audio_path, clip windows trimmed
     0.5 s at each cut like shots makes them, manifest says en: only the English shot is kept."""
     wav = media_cache / "language" / "concat_audio.wav"
     if not wav.exists():
         ffmpeg("-i", str(concat_clip.path), "-vn", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(wav))
     bounds = (0.0, *concat_clip.cuts, concat_clip.duration_s)
-    rows = [_row(f"en-concat-s{i:04d}", wav, "en", a + 0.5, b - 0.5) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    windows = zip(bounds[:-1], bounds[1:], strict=True)
+    rows = [_row(f"en-concat-s{i:04d}", wav, "en", a + 0.5, b - 0.5) for i, (a, b) in enumerate(windows)]
     rows = tagger.run_video(rows)
     heard = [r["lang"] for r in rows]
     assert heard == list(concat_clip.langs), [(r["lang"], r["lang_prob"], r["drop_reason"]) for r in rows]
     assert [r["drop_reason"] for r in rows] == ["", "lang_mismatch", "lang_mismatch", "lang_mismatch"]
+    assert all(r["lang_prob"] >= 0.7 for r in rows)  # confidently another language, not merely uncertain
+    assert "heard ru" in rows[1]["drop_detail"] and "manifest says en" in rows[1]["drop_detail"]
