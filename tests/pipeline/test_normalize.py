@@ -94,3 +94,24 @@ def test_no_audio_and_no_video(tmp_path, silent_clip, shared_media):
 def test_dropped_rows_pass_through(tmp_path, talking_clip):
     row = drop(_row(talking_clip.path), "download_failed", "download")
     assert Normalize(BuildConfig(out=str(tmp_path)))(dict(row)) == [row]
+
+
+def _lag_s(x: np.ndarray, y: np.ndarray, sr: int = 16000) -> float:
+    """How many seconds x lags y (peak of the cross-correlation)."""
+    n = min(len(x), len(y))
+    c = np.fft.irfft(np.fft.rfft(x[:n], 2 * n) * np.conj(np.fft.rfft(y[:n], 2 * n)))
+    k = int(np.argmax(c))
+    return (k if k < n else k - 2 * n) / sr
+
+
+def test_audio_starting_late_in_the_container_stays_aligned(tmp_path, talking_clip, media_cache):
+    """A source whose audio stream starts 0.4 s after its video: audio.wav must start with 0.4 s of padding."""
+    delayed = media_cache / "talking_audio_delayed_0.4s.mp4"
+    if not delayed.exists():
+        ffmpeg("-i", str(talking_clip.path), "-itsoffset", "0.4", "-i", str(talking_clip.path),
+               "-map", "0:v", "-map", "1:a", "-c", "copy", str(delayed), timeout=60)  # fmt: skip
+    [row] = Normalize(BuildConfig(out=str(tmp_path)))(_row(delayed, "delayed"))
+    assert row["status"] == "ok", row
+    original = read_audio(talking_clip.path)
+    assert _lag_s(read_audio(row["audio_path"]), original) == pytest.approx(0.4, abs=0.02)
+    assert _lag_s(read_audio(row["norm_path"]), original) == pytest.approx(0.4, abs=0.02)
