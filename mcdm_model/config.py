@@ -1,0 +1,139 @@
+"""MCDM configuration: ModelConfig / TrainConfig dataclasses, a size registry and YAML overrides.
+
+One code path runs every size: "MCDM-T" trains on a 2-core CPU in seconds (tests, CI), "MCDM-B" has the paper's
+512² input and SD-1.5 channel widths (GPU). A run's resolved config is saved inside every checkpoint, so a
+checkpoint alone rebuilds its model.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def default_models_dir() -> str:
+    return os.environ.get("TFW_MODELS_DIR", str(Path.home() / ".cache" / "talkingface-wild" / "models"))
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 64  # square face crop fed to the VAE (shards are resized to it)
+    latent_channels: int = 4
+    vae_channels: tuple[int, ...] = (16, 32, 32, 32)  # 2**(len-1) = spatial downsampling factor
+    vae_groups: int = 8
+    vae_pretrained: str = "sd-vae"  # subdir of models_dir in diffusers/SD-1.5 layout; used when present
+    vae_scale: float = 1.0  # latent scaling (SD-1.5: 0.18215; set automatically when loading SD weights)
+    unet_channels: tuple[int, ...] = (32, 64)
+    unet_attn: tuple[bool, ...] = (True, True)  # transformer block (4 attentions) at each level
+    unet_groups: int = 8
+    heads: int = 4
+    token_dim: int = 64  # archived-clip tokens and motion tokens as seen by the denoiser's cross-attentions
+    patch_size: int = 2  # learnable patchify of latents in the archived-clip prior
+    archived_layers: int = 1
+    present_frames: int = 4  # F: frames of the present clip generated together
+    archived_frames: int = 2  # A: historical frames right before the present clip
+    temporal_alpha: float = 0.1
+    temporal_window: int = 0
+    motion_dim: int = 64  # width of the present-clip motion-prior transformer
+    motion_layers: int = 2
+    audio_dim: int = 64
+    n_mels: int = 40
+    sample_rate: int = 16000
+    fps: int = 25
+    wav2vec2: str = "wav2vec2-base-960h"  # subdir of models_dir (HF transformers layout); used when present
+    num_timesteps: int = 1000
+    schedule: str = "linear"  # linear | cosine
+    models_dir: str = field(default_factory=default_models_dir)
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.sample_rate // self.fps
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // 2 ** (len(self.vae_channels) - 1)
+
+
+@dataclass
+class TrainConfig:
+    shards: str = ""
+    out: str = "runs/mcdm"
+    stage: str = "all"  # 1 | 2 | 3 | all
+    steps: int = 1000  # per stage
+    batch_size: int = 2  # per process
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    seed: int = 0
+    num_workers: int = 0
+    shuffle_buffer: int = 16
+    windows_per_clip: int = 4  # windows drawn from each decoded clip (amortises mp4 decoding)
+    log_every: int = 10
+    ckpt_every: int = 500
+    bf16: bool = False
+    device: str = "auto"
+
+
+SIZES: dict[str, dict[str, Any]] = {
+    "MCDM-T": {},  # the defaults: 64² pixels, latent 8², ~1-2 M parameters
+    "MCDM-S": dict(
+        image_size=256, vae_channels=(64, 128, 256, 256), vae_groups=32, unet_channels=(128, 256, 512),
+        unet_attn=(True, True, True), unet_groups=32, heads=8, token_dim=256, motion_dim=256, motion_layers=4,
+        audio_dim=256, n_mels=80, present_frames=8, archived_frames=4, archived_layers=2,
+    ),
+    "MCDM-B": dict(
+        image_size=512, vae_channels=(128, 256, 512, 512), vae_groups=32, vae_scale=0.18215,
+        unet_channels=(320, 640, 1280, 1280), unet_attn=(True, True, True, False), unet_groups=32, heads=8,
+        token_dim=768, patch_size=2, motion_dim=512, motion_layers=8, audio_dim=768, n_mels=80,
+        present_frames=16, archived_frames=4, archived_layers=4,
+    ),
+}
+
+
+def model_config(size: str = "MCDM-T", **overrides: Any) -> ModelConfig:
+    """ModelConfig for a registered size, then overrides (unknown keys raise)."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
+    cfg = ModelConfig()
+    _merge(cfg, copy.deepcopy(SIZES[size]), size)
+    _merge(cfg, overrides, "override")
+    return cfg
+
+
+def _merge(obj: Any, data: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(obj)}
+    for name, value in data.items():
+        if name not in known:
+            raise ValueError(f"{where}: unknown setting {name!r} (known: {', '.join(sorted(known))})")
+        current = getattr(obj, name)
+        if is_dataclass(current):
+            _merge(current, value, f"{where}.{name}")
+        else:
+            setattr(obj, name, tuple(value) if isinstance(current, tuple) else value)
+    return obj
+
+
+def load_yaml(path: str | Path | None, model: ModelConfig, train: TrainConfig) -> None:
+    """Apply a YAML file with optional top-level `model:` and `train:` mappings, in place."""
+    if not path:
+        return
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict) or set(data) - {"model", "train"}:
+        raise ValueError(f"{path}: expected a mapping with keys 'model' and/or 'train'")
+    _merge(model, data.get("model") or {}, f"{path}:model")
+    _merge(train, data.get("train") or {}, f"{path}:train")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict (tuples as lists) for checkpoints and config.yaml."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    return _merge(cls(), dict(data), cls.__name__)

@@ -1,0 +1,128 @@
+"""Build small training shards FROM REAL MEDIA in exactly the pipeline's sink format (tests and benchmarks).
+
+Real talking clips (e.g. HDTF 512² face crops) are cut and resized with ffmpeg, audio is extracted at 16 kHz with
+exactly 640 samples per frame, and the .npz track is computed with dlib's 68-point landmarks on a frontal-face
+detector box plus a solvePnP head pose. This lets mcdm_model train before/without a full pipeline run; the
+lead's contract test also runs it on real pipeline shards.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline import media
+
+# Generic 3-D face model (mm) for solvePnP: nose tip, chin, eye outer corners, mouth corners (iBUG indices).
+_PNP_IDX = [30, 8, 36, 45, 48, 54]
+_PNP_3D = np.array([(0, 0, 0), (0, -330, -65), (-225, 170, -135), (225, 170, -135), (-150, -150, -125),
+                    (150, -150, -125)], dtype=np.float64)
+
+
+def _dlib_models() -> tuple:
+    import dlib
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("face_recognition_models is not installed: pip install face-recognition-models==0.3.0")
+    d = Path(list(spec.submodule_search_locations)[0]) / "models"
+    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(d / "shape_predictor_68_face_landmarks.dat")),
+            dlib.face_recognition_model_v1(str(d / "dlib_face_recognition_resnet_model_v1.dat")))
+
+
+def _pose(lm: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Yaw, pitch, roll (degrees) from 6 landmarks with a pinhole camera of focal length = width."""
+    cam = np.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]], dtype=np.float64)
+    ok, rvec, _ = cv2.solvePnP(_PNP_3D, lm[_PNP_IDX].astype(np.float64), cam, None, flags=cv2.SOLVEPNP_ITERATIVE)
+    if not ok:
+        return np.zeros(3, np.float32)
+    rot, _ = cv2.Rodrigues(rvec)
+    pitch = np.degrees(np.arctan2(rot[2, 1], rot[2, 2]))
+    yaw = np.degrees(np.arctan2(-rot[2, 0], np.hypot(rot[2, 1], rot[2, 2])))
+    roll = np.degrees(np.arctan2(rot[1, 0], rot[0, 0]))
+    pitch = (pitch + 180.0) % 360.0 - 180.0
+    pitch = pitch - 180.0 if pitch > 90 else (pitch + 180.0 if pitch < -90 else pitch)
+    return np.array([yaw, pitch, roll], np.float32)
+
+
+def track_arrays(frames: np.ndarray, src_size: int, crop_size: int) -> dict[str, np.ndarray]:
+    """Contract .npz arrays for a clip whose frames ARE the face crop (source = crop window = whole frame)."""
+    import dlib
+
+    det, shape, rec = _dlib_models()
+    n, h, w, _ = frames.shape
+    lms, scores, found = np.zeros((n, 68, 2), np.float32), np.zeros(n, np.float32), np.zeros(n, bool)
+    box = dlib.rectangle(w // 4, h // 4, 3 * w // 4, 3 * h // 4)
+    emb = None
+    for i, fr in enumerate(frames):
+        dets, sc, _ = det.run(fr, 0, 0.0)
+        if len(dets):
+            j = int(np.argmax(sc))
+            box, scores[i], found[i] = dets[j], sc[j], True
+        sp = shape(fr, box)
+        lms[i] = [(p.x, p.y) for p in sp.parts()]
+        if emb is None and found[i]:
+            emb = np.asarray(rec.compute_face_descriptor(fr, sp), np.float32)
+    k = src_size / w
+    pose = np.stack([_pose(lm, w, h) for lm in lms])
+    face_h = np.maximum(lms[:, 8, 1] - lms[:, 19, 1], 1.0)
+    x1y1, x2y2 = lms.min(axis=1) * k, lms.max(axis=1) * k
+    emb = emb if emb is not None else np.ones(128, np.float32)
+    return {
+        "boxes": np.concatenate([x1y1, x2y2], axis=1).astype(np.float32),
+        "crop_boxes": np.tile(np.array([0, 0, src_size, src_size], np.float32), (n, 1)),
+        "landmarks": (lms * k).astype(np.float32),
+        "landmarks_crop": (lms * crop_size / w).astype(np.float32),
+        "pose": pose.astype(np.float32),
+        "mouth_open": ((lms[:, 66, 1] - lms[:, 62, 1]) / face_h).astype(np.float32),
+        "det_score": scores, "detected": found,
+        "id_embedding": (emb / np.linalg.norm(emb)).astype(np.float32),
+        "fps": np.float32(25.0), "crop_size": np.int32(crop_size),
+    }
+
+
+def clip_sample(src: Path, key: str, start_s: float, end_s: float, crop_size: int, lang: str = "en") -> dict:
+    """One shard sample {__key__, mp4, wav, json, npz} from [start_s, end_s) of a real face-crop video."""
+    n = int(round((end_s - start_s) * 25))
+    with tempfile.TemporaryDirectory() as tmp:
+        mp4, wav = Path(tmp) / "c.mp4", Path(tmp) / "c.wav"
+        media.ffmpeg("-ss", f"{start_s:.3f}", "-i", str(src), "-t", f"{end_s - start_s:.3f}", "-vf",
+                     f"fps=25,scale={crop_size}:{crop_size}", "-frames:v", str(n), "-an", "-c:v", "libx264",
+                     "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", str(mp4))
+        n = len(media.read_frames(mp4))
+        audio = media.read_audio(src, start_s, end_s)
+        audio = np.pad(audio, (0, max(0, n * 640 - len(audio))))[: n * 640]
+        media.write_wav(audio, wav)
+        det_frames = media.read_frames(src, start_s, end_s, size=(256, 256), fps=25)[:n]
+        src_size = media.probe(src)["width"]
+        arrays = track_arrays(det_frames, src_size, crop_size)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        meta = {"key": key, "lang": lang, "video_key": key.rsplit("-s", 1)[0], "start_s": start_s, "end_s": end_s,
+                "face_coverage": float(arrays["detected"].mean()), "source": src.name, "n_frames": n}
+        return {"__key__": key, "mp4": mp4.read_bytes(), "wav": wav.read_bytes(),
+                "json": json.dumps(meta, sort_keys=True).encode(), "npz": buf.getvalue()}
+
+
+def write_shards(out: Path, clips: list[tuple[Path, float, float]], crop_size: int = 64, lang: str = "en",
+                 per_shard: int = 1) -> list[Path]:
+    """Write <out>/shards/<lang>/<lang>-NNNNNN.tar with `per_shard` samples each; returns the shard paths."""
+    import webdataset as wds
+
+    d = Path(out) / "shards" / lang
+    d.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for i in range(0, len(clips), per_shard):
+        path = d / f"{lang}-{len(paths):06d}.tar"
+        with wds.TarWriter(str(path), encoder=False) as w:
+            for j, (src, s, e) in enumerate(clips[i : i + per_shard]):
+                stem = src.stem.lower().replace(".", "_")[:40]
+                w.write(clip_sample(src, f"{lang}-{stem}-s{i + j:04d}", s, e, crop_size, lang))
+        paths.append(path)
+    return paths

@@ -1,0 +1,44 @@
+"""MCDM test fixtures: small training shards built FROM REAL MEDIA in exactly the pipeline's sink format.
+
+  mcdm_shards      2 shards (en-000000.tar, en-000001.tar), one 3 s HDTF talking clip each (AOC, Katie Hill),
+                   64² crops, 16 kHz audio with 640 samples per frame, dlib-68 + solvePnP .npz tracks
+  mcdm_tiny_shard  1 shard with one 0.4 s clip (10 frames): windows barely vary, so a model can overfit it
+
+Both are built once per session into media_cache (the real clips are read in place from ../shared/media).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def mcdm_shards(shared_media: Path, media_cache: Path, have_ffmpeg: None) -> Path:
+    from mcdm_model.fixture_shards import write_shards
+
+    v = shared_media / "video_av"
+    out = media_cache / "mcdm_shards"
+    write_shards(out, [(v / "hdtf_WDA_AOC_en_8s.mp4", 1.0, 4.0), (v / "hdtf_WDA_KatieHill_en_8s.mp4", 1.0, 4.0)])
+    return out / "shards"
+
+
+@pytest.fixture(scope="session")
+def mcdm_tiny_shard(shared_media: Path, media_cache: Path, have_ffmpeg: None) -> Path:
+    from mcdm_model.fixture_shards import write_shards
+
+    out = media_cache / "mcdm_tiny"
+    write_shards(out, [(shared_media / "video_av" / "hdtf_WDA_AOC_en_8s.mp4", 2.0, 2.4)])
+    return out / "shards"
+
+
+@pytest.fixture
+def no_models_dir(tmp_path: Path) -> str:
+    """An empty models dir so tests never pick up weights installed on the machine."""
+    d = tmp_path / "models"
+    d.mkdir()
+    return str(d)

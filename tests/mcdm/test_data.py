@@ -1,0 +1,119 @@
+"""mcdm_model.data on real-media shards in the pipeline's format: decoding, windows, splitting, bad samples."""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+
+from mcdm_model.config import TrainConfig, model_config
+from mcdm_model.data import decode_clip, list_shards, make_dataset, make_loader, sample_windows, to_model
+from mcdm_model.motion import LIP, MOTION_DIM, motion_tokens
+
+
+def _samples(shards: Path) -> list[dict]:
+    return list(wds.WebDataset(list_shards(shards), shardshuffle=False, empty_check=False))
+
+
+def test_decode_clip_matches_track(mcdm_shards: Path) -> None:
+    cfg = model_config("MCDM-T")
+    sample = _samples(mcdm_shards)[0]
+    clip = decode_clip(sample, cfg)
+    n = len(clip["frames"])
+    assert n == 75 and clip["frames"].shape == (75, 64, 64, 3) and clip["frames"].dtype == np.uint8
+    assert clip["audio"].shape == (75 * 640,) and np.abs(clip["audio"]).max() > 0.05  # real speech
+    assert clip["motion"].shape == (75, MOTION_DIM) and np.isfinite(clip["motion"]).all()
+    # the lip tokens carry the mouth opening measured by the track (inner lip gap: points 62 (top) / 66 (bottom))
+    with np.load(io.BytesIO(sample["npz"])) as z:
+        mouth = z["mouth_open"]
+    lip = clip["motion"][:, LIP].reshape(n, 20, 2)
+    gap = lip[:, 66 - 48, 1] - lip[:, 62 - 48, 1]
+    assert np.corrcoef(gap, mouth)[0, 1] > 0.9
+    # a real talking face: the mouth opens and closes
+    assert mouth.max() - mouth.min() > 0.05
+
+
+def test_resize_to_model_size(mcdm_shards: Path) -> None:
+    clip = decode_clip(_samples(mcdm_shards)[0], model_config("MCDM-T", image_size=32))
+    assert clip["frames"].shape[1:] == (32, 32, 3)
+
+
+def test_windows_are_aligned(mcdm_shards: Path) -> None:
+    cfg = model_config("MCDM-T")
+    clip = decode_clip(_samples(mcdm_shards)[1], cfg)
+    a, f = cfg.archived_frames, cfg.present_frames
+    for w in sample_windows(clip, cfg, random.Random(0), 8):
+        s = w["start"]
+        assert a <= s <= len(clip["frames"]) - f
+        np.testing.assert_array_equal(w["present"], clip["frames"][s : s + f].transpose(0, 3, 1, 2))
+        np.testing.assert_array_equal(w["archived"], clip["frames"][s - a : s].transpose(0, 3, 1, 2))
+        np.testing.assert_array_equal(w["audio"], clip["audio"][s * 640 : (s + f) * 640])
+        np.testing.assert_array_equal(w["motion"], clip["motion"][s : s + f])
+        np.testing.assert_array_equal(w["ref"], clip["frames"][w["ref_index"]].transpose(2, 0, 1))
+    short = {**clip, "frames": clip["frames"][: a + f - 1], "motion": clip["motion"][: a + f - 1]}
+    assert sample_windows(short, cfg, random.Random(0), 4) == []
+
+
+def test_motion_tokens_invariant_to_crop_placement(mcdm_shards: Path) -> None:
+    with np.load(io.BytesIO(_samples(mcdm_shards)[0]["npz"])) as z:
+        lm, pose = z["landmarks_crop"], z["pose"]
+    base = motion_tokens(lm, pose)
+    moved = motion_tokens(lm * 3.0 + np.array([17.0, -5.0], np.float32), pose)  # bigger crop, shifted face
+    np.testing.assert_allclose(base, moved, atol=1e-4)
+    np.testing.assert_allclose(base[:, :3], pose / 90.0, atol=1e-6)
+    with pytest.raises(ValueError, match="68, 2"):
+        motion_tokens(lm[:, :60], pose)
+
+
+def test_stream_is_reproducible_and_differs_per_rank(mcdm_shards: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, tcfg = model_config("MCDM-T"), TrainConfig(batch_size=2, seed=3)
+
+    def starts(n: int = 4) -> list:
+        it = iter(make_loader(mcdm_shards, cfg, tcfg))
+        return [(tuple(b["key"]), tuple(b["start"].tolist())) for b in (next(it) for _ in range(n))]
+
+    first = starts()
+    assert first == starts()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert starts() != first
+    batch = to_model(next(iter(make_loader(mcdm_shards, cfg, tcfg))), "cpu")
+    assert batch["present"].shape == (2, 4, 3, 64, 64) and batch["present"].min() >= -1.0
+    assert batch["present"].max() <= 1.0 and batch["motion_archived"].shape == (2, 2, MOTION_DIM)
+
+
+def test_finite_pass_splits_shards_by_node_and_worker(mcdm_shards: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, tcfg = model_config("MCDM-T"), TrainConfig(batch_size=1, windows_per_clip=3, num_workers=2)
+    keys = [k for b in make_loader(mcdm_shards, cfg, tcfg, resampled=False) for k in b["key"]]
+    assert sorted(set(keys)) == sorted(s["__key__"] for s in _samples(mcdm_shards))
+    assert all(keys.count(k) == 3 for k in set(keys))  # each shard read by exactly one worker
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    per_rank = []
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        per_rank.append({k for b in make_dataset(mcdm_shards, cfg, tcfg, resampled=False) for k in b["key"]})
+    assert per_rank[0] and per_rank[1] and not per_rank[0] & per_rank[1]
+
+
+def test_bad_sample_is_skipped(mcdm_shards: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    good = _samples(mcdm_shards)[0]
+    bad_path = tmp_path / "en-000000.tar"
+    with wds.TarWriter(str(bad_path), encoder=False) as w:
+        w.write({"__key__": "en-broken-s0000", "mp4": b"not a video", "wav": good["wav"], "npz": good["npz"]})
+        w.write({"__key__": "en-nonpz-s0001", "mp4": good["mp4"], "wav": good["wav"]})
+        w.write({k: v for k, v in good.items() if not k.startswith("__") or k == "__key__"})
+    cfg, tcfg = model_config("MCDM-T"), TrainConfig(batch_size=1, windows_per_clip=2)
+    with caplog.at_level(logging.WARNING, logger="mcdm_model.data"):
+        keys = [k for b in make_dataset(tmp_path, cfg, tcfg, resampled=False) for k in b["key"]]
+    assert keys == [good["__key__"]] * 2
+    assert "en-broken-s0000" in caplog.text and "en-nonpz-s0001" in caplog.text
+
+
+def test_missing_shards_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no .tar shards"):
+        list_shards(tmp_path)
