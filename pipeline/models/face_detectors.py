@@ -6,7 +6,9 @@
 - YuNet (OpenCV's cv2.FaceDetectorYN with `yunet/face_detection_yunet_*.onnx` from the models dir).
 - dlib HOG (no weights at all): an independent second opinion, used by tests and as a last resort.
 Every backend downsizes large frames to `max_side` before detecting (talking faces are big; speed is linear in
-pixels) and maps boxes back, so callers only ever see source pixels.
+pixels) and maps boxes back, so callers only ever see source pixels. `detect(rgb, min_size)` may skip faces
+smaller than min_size px (MTCNN starts its pyramid there, which is most of its speed-up); callers that need an
+exact cut apply `Detections.at_least`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.boxes)
+
+    def at_least(self, min_size: float) -> Detections:
+        """Only faces whose longer box side is >= min_size px."""
+        side = np.maximum(self.boxes[:, 2] - self.boxes[:, 0], self.boxes[:, 3] - self.boxes[:, 1])
+        return self.keep(side >= min_size) if min_size > 0 else self
 
     def keep(self, mask: np.ndarray) -> Detections:
         return Detections(self.boxes[mask], self.scores[mask], None if self.kps is None else self.kps[mask])
@@ -67,14 +74,16 @@ class MTCNNDetector:
 
     name = "mtcnn"
 
-    def __init__(self, max_side: int = 640, min_face_size: int = 40, device: str = "cpu"):
+    def __init__(self, max_side: int = 640, device: str = "cpu"):
         from facenet_pytorch import MTCNN
 
         self.max_side = max_side
-        self.net = MTCNN(keep_all=True, min_face_size=min_face_size, device=device, post_process=False)
+        self.net = MTCNN(keep_all=True, min_face_size=20, device=device, post_process=False)
 
-    def detect(self, rgb: np.ndarray) -> Detections:
+    def detect(self, rgb: np.ndarray, min_size: float = 0.0) -> Detections:
         small, s = _downscale(rgb, self.max_side)
+        # the image pyramid starts at the smallest face wanted: far fewer levels for big talking faces
+        self.net.min_face_size = max(20, int(min_size * s))
         boxes, probs, points = self.net.detect(small, landmarks=True)
         if boxes is None or len(boxes) == 0:
             return Detections.empty()
@@ -93,7 +102,7 @@ class DlibHogDetector:
         self.max_side = max_side
         self.det = dlib.get_frontal_face_detector()
 
-    def detect(self, rgb: np.ndarray) -> Detections:
+    def detect(self, rgb: np.ndarray, min_size: float = 0.0) -> Detections:
         small, s = _downscale(rgb, self.max_side)
         rects, margins, _ = self.det.run(np.ascontiguousarray(small), 0, -0.5)
         if not rects:
@@ -112,7 +121,7 @@ class YuNetDetector:
         self.max_side = max_side
         self.net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold, 0.3, 5000)
 
-    def detect(self, rgb: np.ndarray) -> Detections:
+    def detect(self, rgb: np.ndarray, min_size: float = 0.0) -> Detections:
         small, s = _downscale(rgb, self.max_side)
         h, w = small.shape[:2]
         self.net.setInputSize((w, h))
@@ -167,7 +176,7 @@ class SCRFDDetector:
         self.input_name = self.session.get_inputs()[0].name
         self.size, self.nms_thr, self.score_thr = input_size, nms_thr, score_thr
 
-    def detect(self, rgb: np.ndarray) -> Detections:
+    def detect(self, rgb: np.ndarray, min_size: float = 0.0) -> Detections:
         h, w = rgb.shape[:2]
         scale = self.size / max(h, w)
         nh, nw = int(h * scale), int(w * scale)

@@ -30,7 +30,7 @@ BACKENDS = ("auto", "insightface", "mtcnn", "yunet", "dlib")
 class Detector(Protocol):
     name: str
 
-    def detect(self, rgb: np.ndarray) -> Detections: ...
+    def detect(self, rgb: np.ndarray, min_size: float = 0.0) -> Detections: ...
 
 
 class Landmarker(Protocol):
