@@ -37,6 +37,7 @@ class NormalizeConfig:
     crf: int = 18
     max_height: int = 1080
     timeout_s: float = 1800.0
+    preset: str = "superfast"  # x264 preset of norm.mkv: see benchmarks/RESULTS_ingest.md (speed vs size)
 
 
 @dataclass

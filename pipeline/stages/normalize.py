@@ -72,7 +72,7 @@ class Normalize(Stage):
             media.ffmpeg(
                 "-i", str(src),
                 "-map", "0:V:0", "-map", "0:a:0", "-vf", vf, "-fps_mode", "cfr",
-                "-c:v", "libx264", "-preset", "veryfast", "-crf", str(c.crf), "-g", str(2 * c.fps),
+                "-c:v", "libx264", "-preset", c.preset, "-crf", str(c.crf), "-g", str(2 * c.fps),
                 *audio_out, str(tmp_norm),
                 "-map", "0:a:0", "-vn", *audio_out, str(tmp_wav),
                 timeout=c.timeout_s,
