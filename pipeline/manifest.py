@@ -75,7 +75,7 @@ def _resolve_source(where: str, source: str, base: Path) -> tuple[str, str]:
     path = Path(source).expanduser()
     path = (path if path.is_absolute() else base / path).resolve()
     if not path.is_file():
-        raise ManifestError(f"{where}: local file {source!r} not found (resolved to {path})")
+        raise ManifestError(f"{where}: local file {source!r} not found or not a regular file ({path})")
     return str(path), path.stem.lower()
 
 

@@ -126,7 +126,9 @@ class Download(Stage):
 
             archive = self.cfg.work_dir / "download_archive.txt"
             for use_archive in (True, False):
-                opts = self._opts(row["key"], outtmpl=str(work / "source.%(ext)s"), match_filter=match_filter)
+                tmpl = str(work).replace("%", "%%") + "/source.%(ext)s"  # '%' in --out must not be a field
+                # playlistend: a playlist URL yields its first video only (list videos as separate manifest rows)
+                opts = self._opts(row["key"], outtmpl=tmpl, match_filter=match_filter, playlistend=1)
                 if use_archive:
                     opts["download_archive"] = str(archive)
                 try:

@@ -89,7 +89,7 @@ def _cfg(tmp_path: Path, **download) -> BuildConfig:
 
 def test_http_success_gives_playable_file_in_work_dir_and_reuses_it(tmp_path, server, served_mp4):
     base, hits = server
-    cfg = _cfg(tmp_path)
+    cfg = _cfg(tmp_path / "50%(title)s")  # '%' in the out dir is a path, not a yt-dlp template field
     row = seed_row("en", "okvid", f"{base}/ok.mp4", license="cc-by")
     [out] = Download(cfg)(row)
     assert out["status"] == "ok", out
