@@ -9,6 +9,7 @@ shots      -> one row per clip: key="<video_key>-s0003", shot_index, start_s, en
 faces      track_path (.npz: frames, boxes, landmarks, pose, mouth_open, id_embedding), crop_path (.mp4),
            face_px, n_faces, face_coverage, yaw_abs_mean, pitch_abs_mean, detector
 language   lang, lang_prob, lang_top3 (json), speech_ratio, n_speakers (-1 = check did not run), transcript
+           speaker_check ("pyannote" | "not_run"), lang_model (which Whisper weights)
 sync       av_offset_frames, sync_conf, sync_scorer
 quality    sharpness, brightness, yaw_abs_max, pitch_abs_max
 sink       shard (path of the shard holding the kept clip, "" for drops)

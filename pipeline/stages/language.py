@@ -100,7 +100,10 @@ class LanguageTagger(Stage):
         if spans.ratio < self.lcfg.min_speech_ratio:
             drop(row, "no_speech", self.name, f"speech ratio {spans.ratio:.2f} < {self.lcfg.min_speech_ratio}")
             return None
-        return _Clip(row, audio, spans.speech_audio(audio, MAX_LID_S))
+        speech = spans.speech_audio(audio, MAX_LID_S)
+        if speech.size < SR // 2:  # too little detected speech to listen to alone (min_speech_ratio ~ 0)
+            speech = audio[: int(MAX_LID_S * SR)]
+        return _Clip(row, audio, speech)
 
     def _finish(self, clip: _Clip, probs: LangProbs) -> None:
         row = clip.row

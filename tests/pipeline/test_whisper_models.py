@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -160,4 +159,3 @@ def test_pyannote_counts_two_speakers_on_its_sample(shared_media):
     wav = shared_media.joinpath(*PYANNOTE)
     assert diarizer(read_audio(wav, 10, 20)) == 2
     assert diarizer(read_audio(wav, 22, 27.5)) == 1  # RTTM: one speaker only over 21.78-28.5 s
-    assert os.environ.get("PYANNOTE_METRICS_ENABLED") == "0"
