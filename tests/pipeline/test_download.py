@@ -53,6 +53,13 @@ def server(served_mp4):
             if self.path.startswith("/ok"):
                 self._head(200, len(body))
                 self.wfile.write(body)
+            elif self.path == "/page.html":  # a results page: two talks, found by yt-dlp's HTML5 extractor
+                page = b'<html><title>two talks</title><video src="ok_p1.mp4"></video><video src="ok_p2.mp4"></video>'
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
             elif self.path == "/missing.mp4":
                 self.send_error(404)
             elif self.path == "/error.mp4":
@@ -185,3 +192,23 @@ def test_search_fans_out_skips_ledger_and_keeps_hostile_title_as_metadata(tmp_pa
     assert by_id["vidD"]["drop_reason"] == "too_long"
     assert by_id["vidE"]["drop_reason"] == "unsupported_source"
     assert not Path("/tmp/pwned").exists()
+
+
+def test_search_listing_by_real_yt_dlp_fans_out_into_downloaded_videos(tmp_path, server, monkeypatch):
+    """yt-dlp lists a real (local) results page flat; each entry becomes its own downloaded video row."""
+    base, hits = server
+    real_search = Download.search
+    monkeypatch.setattr(Download, "search", lambda self, query, key: real_search(self, f"{base}/page.html", key))
+    cfg = _cfg(tmp_path)
+    rows = Download(cfg)(seed_row("en", "q", "ytsearch2:two talks"))
+    assert [r["source_id"] for r in rows] == ["page-1", "page-2"]
+    assert [r["key"] for r in rows] == ["en-page-1", "en-page-2"] == [r["video_key"] for r in rows]
+    for r, name in zip(rows, ("ok_p1.mp4", "ok_p2.mp4"), strict=True):
+        assert r["status"] == "ok" and r["source"] == f"{base}/{name}", r
+        assert Path(r["video_path"]).parent == cfg.work_dir / "en" / r["key"]
+        assert probe(r["video_path"])["duration_s"] > 2.5
+    # a URL row that is a playlist fetches its first video only
+    before = dict(hits)
+    [one] = Download(cfg)(seed_row("en", "pagevid", f"{base}/page.html"))
+    assert one["status"] == "ok" and probe(one["video_path"])["has_video"]
+    assert hits["/ok_p1.mp4"] > before["/ok_p1.mp4"] and hits["/ok_p2.mp4"] == before["/ok_p2.mp4"]
