@@ -67,6 +67,8 @@ class CT2Whisper:
             device = "cuda" if _cuda_available() else "cpu"
         compute = "float16" if device == "cuda" else "int8"
         self.model = WhisperModel(str(model_dir), device=device, compute_type=compute, cpu_threads=cpu_threads)
+        if not self.model.model.is_multilingual:
+            raise ValueError(f"{model_dir}: an English-only Whisper model cannot identify languages")
         self.name = f"ct2:{Path(model_dir).name}"
         self.device = device
 

@@ -58,21 +58,19 @@ class LanguageTagger(Stage):
         return self.run_video([row])[0]
 
     def run_video(self, rows: list[Row]) -> list[Row]:
-        """All clips of one video: VAD per clip, then Whisper language ID in batches, then the checks."""
-        clips: list[_Clip] = []
-        for row in rows:
-            if is_ok(row):
-                clip = self._guard(row, self._prepare, row)
-                if clip is not None:
-                    clips.append(clip)
-        for i in range(0, len(clips), self.batch_size):
-            batch = clips[i : i + self.batch_size]
+        """All clips of one video, `batch_size` at a time (bounded memory): VAD per clip, one batched Whisper
+        language-ID pass over those with speech, then the checks. Rows are updated in place, order kept."""
+        todo = [r for r in rows if is_ok(r)]
+        for i in range(0, len(todo), self.batch_size):
+            clips = [c for r in todo[i : i + self.batch_size] if (c := self._guard(r, self._prepare, r)) is not None]
+            if not clips:
+                continue
             try:
-                probs: list[LangProbs | None] = list(self.whisper.detect([c.speech for c in batch]))
+                probs: list[LangProbs | None] = list(self.whisper.detect([c.speech for c in clips]))
             except Exception as exc:  # retry one by one so one bad clip cannot drop its neighbours
                 log.warning("language: batched detect failed (%s); retrying clip by clip", exc)
-                probs = [self._guard(c.row, lambda c=c: self.whisper.detect([c.speech])[0]) for c in batch]
-            for clip, p in zip(batch, probs, strict=True):
+                probs = [self._guard(c.row, lambda c=c: self.whisper.detect([c.speech])[0]) for c in clips]
+            for clip, p in zip(clips, probs, strict=True):
                 if p is not None and is_ok(clip.row):
                     self._guard(clip.row, self._finish, clip, p)
         return rows
