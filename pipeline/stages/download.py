@@ -68,6 +68,8 @@ class Download(Stage):
             "restrictfilenames": True,
             "format": c.format,
             "merge_output_format": "mkv",
+            # YouTube needs a JS runtime (plus the yt-dlp-ejs package); use whichever of these is installed.
+            "js_runtimes": {"deno": {}, "node": {}},
         }
         if c.rate_limit:
             from yt_dlp.utils import parse_bytes
