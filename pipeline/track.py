@@ -164,7 +164,8 @@ _MODEL_IDX = [30, 8, 36, 45, 48, 54]  # nose tip, chin, outer eye corners, mouth
 def head_pose(lm68: np.ndarray, frame_wh: tuple[int, int]) -> np.ndarray:
     """(yaw, pitch, roll) degrees from 68 landmarks by cv2.solvePnP; 0 = facing the camera.
 
-    Yaw > 0: the face turns toward image-right; pitch > 0: chin up; roll > 0: clockwise in the image.
+    Measured on real frames: yaw < 0 when the nose turns toward image-right, roll > 0 for a clockwise tilt in
+    the image; yaw and roll flip sign in a mirrored frame, pitch does not. Only |yaw|, |pitch| gate clips.
     """
     w, h = frame_wh
     cam = np.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]], np.float64)

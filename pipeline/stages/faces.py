@@ -133,9 +133,11 @@ class FaceTrack(Stage):
             d = self.models.detector.detect(frame, min_size).at_least(min_size)
             d = d.keep(d.scores >= self.fc.min_det_score)
 
-            def embed(j: int, frame=frame, d=d) -> np.ndarray:  # on the small frame: dlib/ArcFace chips are tiny
-                lm = self.models.landmarker.landmarks(frame, d.boxes[j])
-                return self.models.embedder.embed(frame, lm, None if d.kps is None else d.kps[j])
+            def embed(j: int, frame=frame, d=d, memo={}) -> np.ndarray:  # noqa: B006 (one dict per frame)
+                if j not in memo:  # on the small frame: dlib/ArcFace chips are 150/112 px anyway
+                    lm = self.models.landmarker.landmarks(frame, d.boxes[j])
+                    memo[j] = self.models.embedder.embed(frame, lm, None if d.kps is None else d.kps[j])
+                return memo[j]
 
             tracker.update(i, d.boxes / s, embed, d.scores)
             dets[i] = Detections(d.boxes / s, d.scores, None if d.kps is None else d.kps / s)

@@ -202,3 +202,15 @@ def test_bad_media_is_a_recorded_error_not_a_crash(stage, tmp_path):
     row.update(norm_path=str(bad), start_s=0.0, end_s=2.0, shot_index=0, fps=25.0)
     [out] = stage(row)
     assert out["status"] == "dropped" and out["drop_reason"] == "error" and out["drop_stage"] == "faces"
+
+
+def test_rows_from_the_real_ingest_stages(ingested_talking, stage):
+    """Contract with ShotSplit: its clip rows (norm.mkv, start_s/end_s) go through FaceTrack unchanged in meaning."""
+    cfg, rows = ingested_talking
+    row = dict(rows[0], end_s=min(rows[0]["end_s"], rows[0]["start_s"] + 2.4))  # keep the test short
+    out = stage(row)
+    assert out and all(r["status"] == "ok" for r in out), out
+    r = out[0]
+    n = round((r["end_s"] - r["start_s"]) * FPS)
+    assert len(np.load(r["track_path"])["boxes"]) == n
+    assert Path(r["crop_path"]).parent == Path(stage.cfg.work_dir) / "en" / r["video_key"]
