@@ -120,7 +120,7 @@ class MCDM(nn.Module):
         loss = noise_loss(self.schedule, eps_img, x0, t, noise, generator)
         out["denoise_mse"] = loss.detach()
         if stage == "1" and not self.vae.pretrained:
-            rec = self.vae.recon_loss(torch.cat([ref, pres[:, -1]]))  # 2 frames per window keep it cheap
+            rec = self.vae.recon_loss(torch.cat([ref, pres[:, -1]]), generator=generator)  # 2 frames per window keep it cheap
             out["vae_rec"] = rec.detach()
             loss = loss + rec
         out["loss"] = loss

@@ -98,7 +98,7 @@ def setup_distributed(tcfg: TrainConfig) -> tuple[torch.device, int, int]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Run training; returns {'history': [(stage, step, loss), ...], 'out': run dir, 'step': last step}."""
+    """Run training; returns {'history': [(stage, step, loss), ...], 'out', 'step': last step, 'model'}."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args, tcfg = parse_args(argv)
     device, rank, world = setup_distributed(tcfg)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         writer.close()
     if world > 1:
         dist.barrier()
-    return {"history": history, "out": str(out), "step": step}
+    return {"history": history, "out": str(out), "step": step, "model": model}
 
 
 def run_stage(model: MCDM, ema: checkpoint.EMA, stage: str, first: int, tcfg: TrainConfig, mcfg, size: str,
@@ -153,6 +153,7 @@ def run_stage(model: MCDM, ema: checkpoint.EMA, stage: str, first: int, tcfg: Tr
     if resume is not None:
         opt.load_state_dict(resume["optimizer"])
         gen.set_state(resume["generator"].to("cpu"))
+        torch.set_rng_state(resume["torch_rng"])
     net: nn.Module = StageLoss(model, stage)
     if world > 1:
         ddp_kw = {"device_ids": [device.index]} if device.type == "cuda" else {}
@@ -178,12 +179,12 @@ def run_stage(model: MCDM, ema: checkpoint.EMA, stage: str, first: int, tcfg: Tr
         if writer is not None and (step % tcfg.log_every == 0 or step == tcfg.steps):
             rate = clips / (time.perf_counter() - t0)
             for k, v in losses.items():
-                writer.add_scalar(f"stage{stage}/{k}", float(v), step)
+                writer.add_scalar(f"stage{stage}/{k}", float(v.detach()), step)
             writer.add_scalar(f"stage{stage}/clips_per_s", rate, step)
-            log.info("stage %s step %d/%d loss %.4f (%.2f clips/s)", stage, step, tcfg.steps, float(losses["loss"]), rate)
+            log.info("stage %s step %d/%d loss %.4f (%.2f clips/s)", stage, step, tcfg.steps, history[-1][2], rate)
         if rank == 0 and (step % tcfg.ckpt_every == 0 or step == tcfg.steps):
             payload = {"model": model.state_dict(), "ema": ema.state_dict(model), "optimizer": opt.state_dict(),
-                       "generator": gen.get_state(), "stage": stage, "stage_step": step, "size": size,
+                       "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "stage": stage, "stage_step": step, "size": size,
                        "model_config": to_dict(mcfg), "train_config": to_dict(tcfg)}
             checkpoint.save(Path(tcfg.out) / "last.pt", payload)
             if step % tcfg.ckpt_every == 0:

@@ -70,8 +70,7 @@ class MotionPriorDiffusion(nn.Module):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
         self.type_emb = nn.Parameter(torch.randn(3, d) * 0.02)
-        self.max_frames = cfg.archived_frames + cfg.present_frames
-        self.frame_pos = nn.Parameter(torch.randn(self.max_frames, d) * 0.02)
+        self.frame_pos = nn.Linear(d, d)  # of a sinusoidal frame index: clips of any length
         self.t_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.audio_mlp = nn.Sequential(nn.Linear(cfg.audio_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.ref_img = nn.Sequential(  # reference latent -> global appearance vector
@@ -94,9 +93,8 @@ class MotionPriorDiffusion(nn.Module):
         ref_motion (B,105) -> predicted noise (B,F,105)."""
         b, f, _ = x_t.shape
         a = prefix.shape[1]
-        if a + f > self.max_frames:
-            raise ValueError(f"{a}+{f} frames exceed the configured {self.max_frames}")
-        seq = self._embed(torch.cat([prefix, x_t], dim=1)) + self.frame_pos[: a + f, None]
+        idx = torch.arange(a + f, device=x_t.device)
+        seq = self._embed(torch.cat([prefix, x_t], dim=1)) + self.frame_pos(timestep_embedding(idx, self.dim))[:, None]
         base = self.ref_img(ref_latent) + self.ref_lmk(ref_motion)  # (B, d)
         temb = self.t_mlp(timestep_embedding(t, self.dim))
         cond_pre = (base + self.clean_emb)[:, None].expand(b, a, self.dim)

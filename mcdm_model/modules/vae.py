@@ -72,12 +72,12 @@ class VAE(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         return self.ae.decode(z / self.scale).sample.clamp(-1, 1)
 
-    def recon_loss(self, x: Tensor, kl_weight: float = 1e-4) -> Tensor:
+    def recon_loss(self, x: Tensor, kl_weight: float = 1e-4, generator: torch.Generator | None = None) -> Tensor:
         """L1 reconstruction + KL, for training the scratch VAE in stage 1 (zero for a frozen pretrained one)."""
         if self.pretrained:
             return x.new_zeros(())
         dist = self.ae.encode(x).latent_dist
-        rec = self.ae.decode(dist.sample()).sample
+        rec = self.ae.decode(dist.sample(generator)).sample
         kl = dist.kl().mean() / dist.mean[0].numel()
         return F.l1_loss(rec, x) + kl_weight * kl
 
