@@ -1,14 +1,93 @@
-"""Audio-visual offset and confidence; drop clips whose lips and audio disagree."""
+"""Audio-visual offset and confidence; drop clips whose lips and audio disagree; write the re-aligned clip audio.
+
+Scorers share one interface: `score(frames_or_track, audio_16k, fps=25, audio_lead_frames=0) -> (offset, conf)`
+and `curve(...)` with the per-offset values for debugging. Positive offset = audio lags video (the audio must be
+moved earlier by that many frames). The stage reads search_frames of audio context on each side of the clip so
+shifted audio is compared with real audio, not padding, and stores the raw offset and confidence on every row.
+"""
 
 from __future__ import annotations
 
-from ..record import Row
+from pathlib import Path
+
+import numpy as np
+
+from .. import media
+from ..config import BuildConfig
+from ..models.sync_energy import EnergySyncScorer
+from ..record import Row, drop
 from .base import Stage
+
+FPS, SR = 25, 16000
+HOP = SR // FPS
+
+
+def load_sync_scorer(cfg: BuildConfig):
+    """cfg.sync.scorer: "auto" (SyncNet weights at <models_dir>/syncnet/syncnet_v2.model if present, else the
+    weight-free energy scorer), "syncnet" (weights required) or "energy"."""
+    from ..models.syncnet import WEIGHTS_REL, SyncNetScorer, load_syncnet
+
+    choice = cfg.sync.scorer
+    weights = Path(cfg.models_dir).expanduser() / WEIGHTS_REL
+    if choice == "syncnet" or (choice == "auto" and weights.is_file()):
+        return SyncNetScorer(load_syncnet(weights), cfg.sync.search_frames)
+    if choice in ("auto", "energy"):
+        return EnergySyncScorer(cfg.sync.search_frames)
+    raise ValueError(
+        f"sync.scorer must be auto | syncnet | energy, got {choice!r} (Light-ASD is not used as a sync scorer: its "
+        "scores did not separate own audio from other audio on the real test clips; see pipeline/models/lightasd.py)"
+    )
+
+
+def read_context_audio(path: str, start_s: float, n_frames: int, lead: int) -> np.ndarray:
+    """Audio of frames [-lead, n + lead) around the clip, zero-padded where the file has none."""
+    want = (n_frames + 2 * lead) * HOP
+    t0 = start_s - lead / FPS
+    a = media.read_audio(path, max(t0, 0.0), start_s + (n_frames + lead) / FPS, sr=SR)
+    front = int(round(max(-t0, 0.0) * SR))
+    a = np.concatenate([np.zeros(front, np.float32), a])[:want]
+    return np.concatenate([a, np.zeros(want - len(a), np.float32)])
+
+
+def aligned_clip_audio(context: np.ndarray, n_frames: int, lead: int, offset: int) -> np.ndarray:
+    """N*640 samples of the clip with the audio moved by `offset` frames (zero where unavailable)."""
+    s = (lead + offset) * HOP
+    out = np.zeros(n_frames * HOP, np.float32)
+    src0, src1 = max(s, 0), min(s + len(out), len(context))
+    if src1 > src0:
+        out[src0 - s : src1 - s] = context[src0:src1]
+    return out
 
 
 class SyncFilter(Stage):
     name = "sync"
     uses_model = True
 
+    def __init__(self, cfg: BuildConfig):
+        super().__init__(cfg)
+        self.scorer = load_sync_scorer(cfg)
+
     def process(self, row: Row) -> Row | list[Row]:
-        raise NotImplementedError("SyncFilter is being written")
+        sc = self.cfg.sync
+        frames = media.read_frames(row["crop_path"])
+        n = len(frames)
+        if n < 2 * FPS:
+            raise media.MediaError(f"crop has {n} frames, too short to measure sync")
+        video: dict = {"frames": frames}
+        track_path = row.get("track_path")
+        if track_path and Path(track_path).is_file():
+            with np.load(track_path) as t:
+                if "landmarks_crop" in t.files and len(t["landmarks_crop"]) == n:
+                    video["landmarks_crop"] = t["landmarks_crop"]
+        lead = sc.search_frames
+        context = read_context_audio(row["audio_path"], float(row["start_s"]), n, lead)
+        curve = self.scorer.curve(video, context, FPS, audio_lead_frames=lead)
+        row["av_offset_frames"] = int(curve.offset)
+        row["sync_conf"] = float(curve.conf)
+        row["sync_scorer"] = self.scorer.name
+        if abs(curve.offset) > sc.max_offset_frames or curve.conf < sc.min_conf:
+            return drop(row, "out_of_sync", self.name, f"offset {curve.offset} conf {curve.conf:.2f}")
+        wav = Path(row["crop_path"]).parent / f"{row['key']}.wav"
+        media.write_wav(aligned_clip_audio(context, n, lead, curve.offset), wav, SR)
+        row["clip_wav_path"] = str(wav)
+        return row

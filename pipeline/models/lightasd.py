@@ -1,0 +1,174 @@
+"""Light-ASD active-speaker model (Liao et al., CVPR 2023), written from the paper; loads the upstream weights.
+
+Why here: the upstream checkpoint (MIT, `<models_dir>/lightasd/*.model`, e.g. finetuning_TalkSet.model from
+github.com/Junhua-Liao/Light-ASD) gives a per-frame "is this face speaking to this audio" score, which the sync
+stage can use to rank audio shifts. Architecture (parameter names follow the checkpoint's state dict):
+- visual encoder: 3 blocks, each two paths (1xkxk spatial conv -> kx1x1 temporal conv, k = 3 and 5) summed and
+  fused by a 1x1x1 conv; input 112x112 gray mouth-centred face crops at 25 fps, normalised (x/255-0.4161)/0.1688;
+- audio encoder: the same split design in 2-D over (MFCC, time) on 13-d MFCC at 100 fps, pooled to 25 fps;
+- detector: the two embeddings are added and run through a forward GRU then a backward GRU; a linear head gives
+  speaking logits per frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .mfcc import mfcc
+
+VIS_MEAN, VIS_STD = 0.4161, 0.1688
+
+
+def _bn3(c: int) -> nn.BatchNorm3d:
+    return nn.BatchNorm3d(c, momentum=0.01, eps=1e-3)
+
+
+def _bn2(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, momentum=0.01, eps=1e-3)
+
+
+class VisualBlock(nn.Module):
+    """Two (2+1)-D paths (k=3, k=5) summed, then a 1x1x1 fusion conv."""
+
+    def __init__(self, cin: int, cout: int, down: bool):
+        super().__init__()
+        st = (1, 2, 2) if down else (1, 1, 1)
+        for k in (3, 5):
+            setattr(self, f"s_{k}", nn.Conv3d(cin, cout, (1, k, k), st, (0, k // 2, k // 2), bias=False))
+            setattr(self, f"bn_s_{k}", _bn3(cout))
+            setattr(self, f"t_{k}", nn.Conv3d(cout, cout, (k, 1, 1), 1, (k // 2, 0, 0), bias=False))
+            setattr(self, f"bn_t_{k}", _bn3(cout))
+        self.last = nn.Conv3d(cout, cout, 1, bias=False)
+        self.bn_last = _bn3(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = 0
+        for k in (3, 5):
+            y = F.relu(getattr(self, f"bn_s_{k}")(getattr(self, f"s_{k}")(x)))
+            out = out + F.relu(getattr(self, f"bn_t_{k}")(getattr(self, f"t_{k}")(y)))
+        return F.relu(self.bn_last(self.last(out)))
+
+
+class AudioBlock(nn.Module):
+    """Two split paths over (MFCC axis: kx1, time axis: 1xk), k=3 and 5, summed, then a 1x1 fusion conv."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        for k in (3, 5):
+            setattr(self, f"m_{k}", nn.Conv2d(cin, cout, (k, 1), padding=(k // 2, 0), bias=False))
+            setattr(self, f"bn_m_{k}", _bn2(cout))
+            setattr(self, f"t_{k}", nn.Conv2d(cout, cout, (1, k), padding=(0, k // 2), bias=False))
+            setattr(self, f"bn_t_{k}", _bn2(cout))
+        self.last = nn.Conv2d(cout, cout, 1, bias=False)
+        self.bn_last = _bn2(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = 0
+        for k in (3, 5):
+            y = F.relu(getattr(self, f"bn_m_{k}")(getattr(self, f"m_{k}")(x)))
+            out = out + F.relu(getattr(self, f"bn_t_{k}")(getattr(self, f"t_{k}")(y)))
+        return F.relu(self.bn_last(self.last(out)))
+
+
+class VisualEncoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block1, self.block2, self.block3 = VisualBlock(1, 32, True), VisualBlock(32, 64, False), VisualBlock(64, 128, False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, 112, 112) raw gray 0..255 -> (B, T, 128)
+        x = ((x / 255.0 - VIS_MEAN) / VIS_STD).unsqueeze(1)
+        pool = lambda t: F.max_pool3d(t, (1, 3, 3), (1, 2, 2), (0, 1, 1))  # noqa: E731
+        x = self.block3(pool(self.block2(pool(self.block1(x)))))
+        return x.amax(dim=(3, 4)).transpose(1, 2)
+
+
+class AudioEncoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block1, self.block2, self.block3 = AudioBlock(1, 32), AudioBlock(32, 64), AudioBlock(64, 128)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 4T, 13) MFCC -> (B, T, 128)
+        x = x.unsqueeze(1).transpose(2, 3)  # (B, 1, 13, 4T)
+        pool = lambda t: F.max_pool2d(t, (1, 3), (1, 2), (0, 1))  # noqa: E731  time /2
+        x = self.block3(pool(self.block2(pool(self.block1(x)))))
+        return x.mean(dim=2).transpose(1, 2)
+
+
+class BGRU(nn.Module):
+    """Forward GRU, then a backward GRU over its output (GELU after each)."""
+
+    def __init__(self, c: int = 128):
+        super().__init__()
+        self.gru_forward = nn.GRU(c, c, batch_first=True)
+        self.gru_backward = nn.GRU(c, c, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.gru_forward(x)[0])
+        x = torch.flip(self.gru_backward(torch.flip(x, dims=[1]))[0], dims=[1])
+        return F.gelu(x)
+
+
+class _Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.FC = nn.Linear(128, 2)
+
+
+class _Core(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.visualEncoder, self.audioEncoder, self.GRU = VisualEncoder(), AudioEncoder(), BGRU()
+
+
+class LightASD(nn.Module):
+    """Per-frame speaking logit for (face crops, audio MFCC)."""
+
+    def __init__(self):
+        super().__init__()
+        self.model, self.lossAV, self.lossV = _Core(), _Head(), _Head()
+
+    def forward(self, faces: torch.Tensor, mfcc_feats: torch.Tensor) -> torch.Tensor:
+        """faces (B, T, 112, 112) gray 0..255, mfcc (B, 4T, 13) -> (B, T) logit(speaking) - logit(not)."""
+        x = self.model.audioEncoder(mfcc_feats) + self.model.visualEncoder(faces)
+        logits = self.lossAV.FC(self.model.GRU(x))
+        return logits[..., 1] - logits[..., 0]
+
+
+def find_lightasd_weights(models_dir: str | Path, path: str | Path | None = None) -> Path:
+    """An explicit checkpoint path, else the first `<models_dir>/lightasd/*.model`; clear error if none."""
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"Light-ASD checkpoint not found: {p}")
+        return p
+    found = sorted((Path(models_dir) / "lightasd").glob("*.model"))
+    if not found:
+        raise FileNotFoundError(
+            f"no Light-ASD weights in {Path(models_dir) / 'lightasd'}: put finetuning_TalkSet.model there "
+            "(github.com/Junhua-Liao/Light-ASD, weight/finetuning_TalkSet.model, MIT)"
+        )
+    return found[0]
+
+
+def load_lightasd(path: str | Path) -> LightASD:
+    """Build the model and load an upstream checkpoint (a state dict saved with torch.save); eval mode, CPU."""
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    model = LightASD()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: not a Light-ASD checkpoint (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
+
+
+def audio_features(audio_16k: np.ndarray, n_frames: int) -> np.ndarray:
+    """13-d MFCC at 100 fps on int16-scaled samples (the checkpoint's front end), exactly 4 rows per video frame."""
+    feats = mfcc(np.asarray(audio_16k, np.float64) * 32768.0, 16000, numcep=13, winlen=0.025, winstep=0.010)
+    need = 4 * n_frames
+    if len(feats) < need:
+        feats = np.concatenate([feats, np.repeat(feats[-1:], need - len(feats), axis=0)])
+    return feats[:need].astype(np.float32)

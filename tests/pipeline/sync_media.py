@@ -1,0 +1,148 @@
+"""Test/benchmark inputs for the sync and quality stages, built from real clips without the faces stage.
+
+Why: the faces stage is developed in parallel, so these helpers make its contract outputs themselves: a
+normalised 25 fps / 16 kHz file, a fixed square face crop video and a track .npz with the contract's arrays
+(dlib HOG box + 68-point landmarks from face_recognition_models, loaded by path). Everything is derived into a
+cache dir; the shared media is read in place.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import media
+
+# Real in-sync talking clips (one visible speaker, own speech) from ../shared/media/video_av.
+TALKING_CLIPS: tuple[str, ...] = (
+    "hdtf_WDA_AOC_en_8s.mp4",
+    "hdtf_WDA_KatieHill_en_8s.mp4",
+    "retalking_face2_en.mp4",
+    "retalking_face3_en.mp4",
+    "retalking_face5_en.mp4",
+    "latentsync_demo1_ru_10s.mp4",
+)
+# More real clips for the benchmark (moving heads, other languages).
+EXTRA_CLIPS: tuple[str, ...] = (
+    "retalking_face1_en.mp4",
+    "retalking_face4_en.mp4",
+    "latentsync_demo2_pt_20s.mp4",
+    "latentsync_demo3_en_20s.mp4",
+    "liveportrait_d20_zh.mp4",
+    "vexpress_AOC_en_4s.mp4",
+)
+FPS = 25
+SR = 16000
+HOP = SR // FPS  # 640 samples per video frame
+
+
+def _dlib_models() -> tuple:
+    import dlib
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("face_recognition_models is not installed")
+    pred = Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(pred))
+
+
+def normalize(src: Path, dst: Path, max_side: int = 640) -> Path:
+    """25 fps CFR H.264 + 16 kHz mono PCM (what the normalize stage makes), downscaled for test speed."""
+    if not dst.exists():
+        scale = f"scale='if(gt(iw,ih),min({max_side},iw),-2)':'if(gt(iw,ih),-2,min({max_side},ih))'"
+        tmp = dst.with_name(dst.stem + ".tmp.mkv")
+        media.ffmpeg(
+            "-i", str(src), "-vf", f"fps={FPS},{scale}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+            "-pix_fmt", "yuv420p", "-ac", "1", "-ar", str(SR), "-c:a", "pcm_s16le", str(tmp),
+        )  # fmt: skip
+        tmp.rename(dst)
+    return dst
+
+
+def make_crop_and_track(norm_path: Path, out_dir: Path, key: str, crop_size: int = 224) -> dict:
+    """Fixed square face crop video + contract track .npz for the whole normalised file; returns row fields."""
+    crop_path, track_path = out_dir / f"{key}_crop.mp4", out_dir / f"{key}_track.npz"
+    if crop_path.exists() and track_path.exists():
+        return {"crop_path": str(crop_path), "track_path": str(track_path)}
+    import cv2
+
+    detector, predictor = _dlib_models()
+    frames = media.read_frames(norm_path)
+    n, h, w, _ = frames.shape
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    boxes = []
+    for i in range(0, n, 5):
+        dets = detector(gray[i], 0)
+        if dets:
+            d = max(dets, key=lambda r: r.width() * r.height())
+            boxes.append((d.left(), d.top(), d.right(), d.bottom()))
+    if not boxes:
+        raise RuntimeError(f"no face found in {norm_path}")
+    x1, y1, x2, y2 = np.median(np.array(boxes, dtype=np.float32), axis=0)
+    cx, cy, side = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * 1.4
+    side = min(side, w, h)
+    cx0 = float(np.clip(cx - side / 2, 0, w - side))
+    cy0 = float(np.clip(cy - side / 2, 0, h - side))
+    crop_box = np.array([cx0, cy0, cx0 + side, cy0 + side], dtype=np.float32)
+
+    import dlib
+
+    rect = dlib.rectangle(int(x1), int(y1), int(x2), int(y2))
+    lms = np.zeros((n, 68, 2), np.float32)
+    for i, g in enumerate(gray):
+        shape = predictor(g, rect)
+        lms[i] = [(p.x, p.y) for p in shape.parts()]
+    scale = crop_size / side
+    lms_crop = (lms - crop_box[:2]) * scale
+    face_h = np.maximum(lms[:, 8, 1] - lms[:, 27, 1], 1.0)
+    mouth_open = (np.linalg.norm(lms[:, 66] - lms[:, 62], axis=1) / face_h).astype(np.float32)
+    ix0, iy0, iside = int(cx0), int(cy0), int(side)
+    crops = [cv2.resize(f[iy0 : iy0 + iside, ix0 : ix0 + iside], (crop_size, crop_size)) for f in frames]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    media.write_video(np.stack(crops), crop_path, fps=FPS)
+    np.savez(
+        track_path,
+        boxes=np.tile(np.array([x1, y1, x2, y2], np.float32), (n, 1)),
+        crop_boxes=np.tile(crop_box, (n, 1)),
+        landmarks=lms,
+        landmarks_crop=lms_crop.astype(np.float32),
+        pose=np.zeros((n, 3), np.float32),
+        mouth_open=mouth_open,
+        det_score=np.ones(n, np.float32),
+        detected=np.ones(n, bool),
+        id_embedding=np.ones(128, np.float32) / np.sqrt(128),
+        fps=np.float32(FPS),
+        crop_size=np.int32(crop_size),
+    )
+    return {"crop_path": str(crop_path), "track_path": str(track_path)}
+
+
+def shift_audio(audio: np.ndarray, k_frames: int) -> np.ndarray:
+    """Delay audio by k frames (k > 0: audio lags video), zero-filled, same length."""
+    s = k_frames * HOP
+    out = np.zeros_like(audio)
+    if s >= 0:
+        out[s:] = audio[: len(audio) - s]
+    else:
+        out[: len(audio) + s] = audio[-s:]
+    return out
+
+
+def prepare(shared_media: Path, cache: Path, names: tuple[str, ...] = TALKING_CLIPS) -> list[dict]:
+    """Rows (as the sync stage sees them) for each real clip: whole normalised file as one clip."""
+    rows = []
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        key = Path(name).stem.lower().replace(".", "_")
+        norm = normalize(shared_media / "video_av" / name, cache / f"{key}.mkv")
+        audio_path = cache / f"{key}.wav"
+        if not audio_path.exists():
+            media.write_wav(media.read_audio(norm), audio_path)
+        n = len(media.read_frames(norm, size=(32, 32)))
+        row = {"key": key, "video_key": key, "status": "ok", "norm_path": str(norm), "audio_path": str(audio_path),
+               "start_s": 0.0, "end_s": n / FPS}  # fmt: skip
+        row |= make_crop_and_track(norm, cache, key)
+        rows.append(row)
+    return rows

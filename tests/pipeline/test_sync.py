@@ -1,0 +1,143 @@
+"""Sync stage + weight-free energy scorer, on real talking clips from ../shared/media (read in place)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import sync_media  # noqa: E402
+
+from pipeline import media  # noqa: E402
+from pipeline.config import BuildConfig  # noqa: E402
+from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
+from pipeline.models.syncnet import SyncNet, SyncNetScorer  # noqa: E402
+from pipeline.stages.sync import SyncFilter, load_sync_scorer  # noqa: E402
+
+LEAD = 15
+SHIFTS = range(-10, 11, 2)
+
+
+@pytest.fixture(scope="session")
+def sync_rows(shared_media, media_cache):
+    return sync_media.prepare(shared_media, media_cache / "sync")
+
+
+@pytest.fixture(scope="module")
+def accuracy(sync_rows):
+    """Shift recovery and in-sync vs mismatched AUC of the default scorer on the real clips."""
+    scorer, clips = EnergySyncScorer(), []
+    for row in sync_rows:
+        frames, audio = media.read_frames(row["crop_path"]), media.read_audio(row["audio_path"])
+        n = min(len(frames), len(audio) // 640)
+        lms = np.load(row["track_path"])["landmarks_crop"]
+        clips.append(({"frames": frames[LEAD : n - LEAD], "landmarks_crop": lms[LEAD : n - LEAD]}, audio[: n * 640]))
+    hits, total, pos, neg = 0, 0, [], []
+    for i, (video, audio) in enumerate(clips):
+        for k in SHIFTS:
+            off, conf = scorer.score(video, sync_media.shift_audio(audio, k), audio_lead_frames=LEAD)
+            hits, total = hits + (abs(off - k) <= 1), total + 1
+            if k == 0:
+                pos.append(conf)
+        for j, (_, other) in enumerate(clips):
+            if j != i:
+                neg.append(scorer.score(video, np.resize(other, len(audio)), audio_lead_frames=LEAD)[1])
+    p, q = np.array(pos)[:, None], np.array(neg)[None, :]
+    return {"recovery": hits / total, "auc": float(((p > q) + 0.5 * (p == q)).mean())}
+
+
+def test_energy_scorer_sign_and_offset_on_synthetic_events():
+    """Mouth-box flashes at random frames, audio bursts at the same frames delayed by k: offset = k (+-1)."""
+    rng = np.random.default_rng(0)
+    n, events = 150, np.sort(rng.choice(np.arange(5, 145), 25, replace=False))
+    frames = np.full((n, 64, 64), 100, np.uint8)
+    for e in events:
+        frames[e:, 42:48, 26:38] = 100 + 60 * ((np.searchsorted(events, e) % 2) == 0)
+    for k in (-7, 0, 5):
+        audio = np.zeros((n + 2 * LEAD) * 640, np.float32)
+        for e in events:
+            s = (e + LEAD + k) * 640
+            audio[s : s + 640] = rng.standard_normal(640) * 0.3
+        c = EnergySyncScorer().curve(frames, audio, audio_lead_frames=LEAD)
+        assert abs(c.offset - k) <= 1  # 80 ms audio window: an onset after silence may read one frame early
+        assert len(c.values) == 31 and c.conf > 3.0
+    noise = rng.standard_normal(len(audio)).astype(np.float32) * 0.1
+    assert EnergySyncScorer().score(frames, noise, audio_lead_frames=LEAD)[1] < c.conf
+
+
+def test_energy_scorer_real_clips_regression_floor(accuracy):
+    """Measured on 6 real clips: ~45 % of shifts recovered (chance ~10 %), weak in-sync/mismatched separation."""
+    assert accuracy["recovery"] >= 0.4, accuracy
+    assert accuracy["auc"] >= 0.55, accuracy
+
+
+@pytest.mark.xfail(strict=False, reason="issue target not reached by the weight-free scorer (see RESULTS_sync.md)")
+def test_energy_scorer_meets_issue_target(accuracy):
+    assert accuracy["recovery"] >= 0.9 and accuracy["auc"] >= 0.9, accuracy
+
+
+def _row(src: dict, tmp: Path, key: str, shift_k: int = 0) -> dict:
+    row = dict(src, key=key, status="ok", drop_reason="", drop_stage="")
+    if shift_k:
+        wav = tmp / f"{key}_audio.wav"
+        media.write_wav(sync_media.shift_audio(media.read_audio(src["audio_path"]), shift_k), wav)
+        row["audio_path"] = str(wav)
+    row["start_s"], row["end_s"] = 0.6, src["end_s"] - 0.6
+    crop = tmp / f"{key}_crop.mp4"  # the clip's crop: frames of [start_s, end_s)
+    media.write_video(media.read_frames(src["crop_path"])[15:-15], crop)
+    row["crop_path"], row["track_path"] = str(crop), ""
+    return row
+
+
+def test_stage_measures_shift_realigns_audio_and_drops(sync_rows, tmp_path):
+    src = next(r for r in sync_rows if r["key"] == "retalking_face2_en")
+    cfg = BuildConfig(out=str(tmp_path))
+    cfg.sync.min_conf = 0.0
+    stage = SyncFilter(cfg)
+    assert stage.scorer.name == "energy"
+    [kept] = stage(_row(src, tmp_path, "en-k4", shift_k=4))
+    assert kept["status"] == "ok", kept
+    assert abs(kept["av_offset_frames"] - 4) <= 1 and kept["sync_scorer"] == "energy"
+    wav = media.read_audio(kept["clip_wav_path"])
+    n = len(media.read_frames(kept["crop_path"], size=(16, 16)))
+    assert len(wav) == n * 640
+    truth = media.read_audio(src["audio_path"])[15 * 640 : 15 * 640 + len(wav)]
+    shift_err = kept["av_offset_frames"] - 4  # re-aligned audio must match the original clip audio
+    ref = np.roll(truth, -shift_err * 640)
+    assert np.corrcoef(wav[2000:-2000], ref[2000:-2000])[0, 1] > 0.95
+    [far] = stage(_row(src, tmp_path, "en-k10", shift_k=10))
+    assert far["status"] == "dropped" and far["drop_reason"] == "out_of_sync" and far["drop_stage"] == "sync"
+    assert abs(far["av_offset_frames"] - 10) <= 1 and "clip_wav_path" not in far
+
+
+def test_stage_conf_threshold_passthrough_and_errors(sync_rows, tmp_path):
+    src = next(r for r in sync_rows if r["key"] == "retalking_face2_en")
+    cfg = BuildConfig(out=str(tmp_path))
+    cfg.sync.min_conf = 1e9
+    stage = SyncFilter(cfg)
+    [low] = stage(_row(src, tmp_path, "en-c"))
+    assert low["drop_reason"] == "out_of_sync" and np.isfinite(low["sync_conf"])
+    dropped = {"key": "en-x", "status": "dropped", "drop_reason": "no_face", "drop_stage": "faces"}
+    assert stage(dict(dropped)) == [dropped]
+    [bad] = stage(dict(_row(src, tmp_path, "en-b"), crop_path=str(tmp_path / "missing.mp4")))
+    assert bad["status"] == "dropped" and bad["drop_reason"] == "error" and bad["drop_stage"] == "sync"
+
+
+def test_load_sync_scorer_choices(tmp_path):
+    import torch
+
+    cfg = BuildConfig(models_dir=str(tmp_path))
+    assert isinstance(load_sync_scorer(cfg), EnergySyncScorer)
+    cfg.sync.scorer = "syncnet"
+    with pytest.raises(FileNotFoundError, match="syncnet_v2.model"):
+        load_sync_scorer(cfg)
+    (tmp_path / "syncnet").mkdir()
+    torch.save(SyncNet().state_dict(), tmp_path / "syncnet" / "syncnet_v2.model")
+    cfg.sync.scorer = "auto"
+    assert isinstance(load_sync_scorer(cfg), SyncNetScorer)
+    cfg.sync.scorer = "lightasd"
+    with pytest.raises(ValueError, match="auto \\| syncnet \\| energy"):
+        load_sync_scorer(cfg)
