@@ -89,6 +89,14 @@ def test_no_audio_and_no_video(tmp_path, silent_clip, shared_media):
     assert silent["drop_reason"] == "no_audio"
     [speech] = Normalize(cfg)(_row(shared_media / "audio" / "en" / "jfk_11s.flac", "speech"))
     assert speech["drop_reason"] == "no_video"
+    # a podcast-style mp3 whose only "video" is its cover picture is still audio only
+    cover = tmp_path / "speech_with_cover.mp3"
+    ffmpeg("-i", str(shared_media / "audio" / "en" / "jfk_11s.flac"), "-i",
+           str(shared_media / "faces" / "facenet_paul_rudd.jpg"), "-map", "0:a", "-map", "1:v", "-c:a", "libmp3lame",
+           "-c:v", "mjpeg", "-vf", "scale=256:-2", "-disposition:v", "attached_pic", str(cover), timeout=60)  # fmt: skip
+    assert probe(cover)["has_video"]  # ffprobe does list the picture as a video stream
+    [podcast] = Normalize(cfg)(_row(cover, "podcast"))
+    assert podcast["drop_reason"] == "no_video", podcast
 
 
 def test_dropped_rows_pass_through(tmp_path, talking_clip):
