@@ -1,0 +1,80 @@
+"""Quality gates on a real face crop (HDTF clip, dlib-cropped) and blurred / darkened / extreme-pose copies."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import sync_media  # noqa: E402
+
+from pipeline import media  # noqa: E402
+from pipeline.config import BuildConfig  # noqa: E402
+from pipeline.stages.quality import QualityFilter  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def crops(shared_media, media_cache):
+    [row] = sync_media.prepare(shared_media, media_cache / "sync", ("hdtf_WDA_AOC_en_8s.mp4",))
+    src, out = row["crop_path"], media_cache / "quality"
+    out.mkdir(exist_ok=True)
+    variants = {"blur": "gblur=sigma=4", "dark": "lutyuv=y=val*0.2"}
+    paths = {"real": src}
+    for name, vf in variants.items():
+        dst = out / f"{name}.mp4"
+        if not dst.exists():
+            media.ffmpeg("-i", src, "-t", "2", "-vf", vf, "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(dst))
+        paths[name] = str(dst)
+    pose_track = out / "pose_track.npz"
+    t = dict(np.load(row["track_path"]))
+    t["pose"][:, 0] = np.linspace(-10, 70, len(t["pose"]))  # the head turns to 70 degrees yaw
+    np.savez(pose_track, **t)
+    return paths, row["track_path"], str(pose_track)
+
+
+def _row(crop: str, track: str) -> dict:
+    return {"key": "en-q", "video_key": "en-q", "status": "ok", "drop_reason": "", "drop_stage": "",
+            "crop_path": crop, "track_path": track}  # fmt: skip
+
+
+def test_real_crop_kept_with_scores(crops):
+    paths, track, _ = crops
+    [row] = QualityFilter(BuildConfig())(_row(paths["real"], track))
+    assert row["status"] == "ok", row
+    assert row["sharpness"] > 100 and 60 < row["brightness"] < 200
+    assert row["yaw_abs_max"] == 0.0 and row["pitch_abs_max"] == 0.0  # the test track has zero pose
+
+
+def test_blurred_and_dark_copies_dropped(crops):
+    paths, track, _ = crops
+    stage = QualityFilter(BuildConfig())
+    [real] = stage(_row(paths["real"], track))
+    [blur] = stage(_row(paths["blur"], track))
+    [dark] = stage(_row(paths["dark"], track))
+    assert blur["drop_reason"] == "blurry" and blur["drop_stage"] == "quality"
+    assert blur["sharpness"] < real["sharpness"] / 10
+    assert dark["drop_reason"] == "too_dark" and dark["brightness"] < real["brightness"] / 3
+
+
+def test_extreme_pose_dropped_and_thresholds_configurable(crops):
+    paths, _, pose_track = crops
+    [row] = QualityFilter(BuildConfig())(_row(paths["real"], pose_track))
+    assert row["drop_reason"] == "extreme_pose" and row["yaw_abs_max"] == pytest.approx(70, abs=0.5)
+    cfg = BuildConfig()
+    cfg.quality.max_abs_yaw = 80.0
+    [ok] = QualityFilter(cfg)(_row(paths["real"], pose_track))
+    assert ok["status"] == "ok"
+
+
+def test_no_track_uses_central_box_and_bad_input_is_a_drop(crops, tmp_path):
+    paths, _, _ = crops
+    stage = QualityFilter(BuildConfig())
+    [row] = stage(_row(paths["real"], ""))
+    assert row["status"] == "ok" and np.isnan(row["yaw_abs_max"])
+    [bad] = stage(_row(str(tmp_path / "missing.mp4"), ""))
+    assert bad["drop_reason"] == "error" and bad["drop_stage"] == "quality"
+    dropped = {"key": "en-x", "status": "dropped", "drop_reason": "out_of_sync", "drop_stage": "sync"}
+    assert stage(dict(dropped)) == [dropped]
