@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -94,7 +95,7 @@ def _cfg(tmp_path: Path, **download) -> BuildConfig:
     return BuildConfig(out=str(tmp_path / "out"), langs=["en"], download=dl)
 
 
-def test_http_success_gives_playable_file_in_work_dir_and_reuses_it(tmp_path, server, served_mp4):
+def test_http_success_gives_playable_file_in_work_dir_and_reuses_it(tmp_path, server, served_mp4, caplog):
     base, hits = server
     cfg = _cfg(tmp_path / "50%(title)s")  # '%' in the out dir is a path, not a yt-dlp template field
     row = seed_row("en", "okvid", f"{base}/ok.mp4", license="cc-by")
@@ -113,6 +114,13 @@ def test_http_success_gives_playable_file_in_work_dir_and_reuses_it(tmp_path, se
     [again] = Download(cfg)(seed_row("en", "okvid", f"{base}/ok.mp4"))
     assert again["status"] == "ok" and again["video_path"] == out["video_path"]
     assert hits["/ok.mp4"] == n_hits
+    # work file deleted but the URL is in the download archive: fetched again rather than lost
+    path.unlink()
+    with caplog.at_level(logging.INFO, logger="pipeline.stages.download"):
+        [refetched] = Download(cfg)(seed_row("en", "okvid", f"{base}/ok.mp4"))
+    assert "fetching again" in caplog.text
+    assert refetched["status"] == "ok" and Path(refetched["video_path"]).read_bytes() == served_mp4.read_bytes()
+    assert hits["/ok.mp4"] > n_hits
 
 
 @pytest.mark.parametrize("path", ["/missing.mp4", "/error.mp4", "/truncated.mp4"])
