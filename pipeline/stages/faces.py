@@ -36,7 +36,7 @@ from ..track import (
 from .base import Stage
 
 log = logging.getLogger(__name__)
-N_ID_FRAMES = 5  # frames per segment averaged into the clip identity embedding
+N_ID_FRAMES = 3  # frames per segment averaged into the clip identity embedding
 VERIFY_S = 2.0  # re-check a track's identity this often (dlib's ResNet costs ~75 ms a face on one core)
 
 
