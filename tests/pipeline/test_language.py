@@ -201,7 +201,7 @@ def test_transcribe_flag_reaches_the_config(monkeypatch, tmp_path):
     import pipeline.build as build_mod
 
     seen = []
-    monkeypatch.setattr(build_mod, "build", lambda cfg, use_ray=True: seen.append(cfg) or {"totals": {"kept": 0}})
+    monkeypatch.setattr(build_mod, "build", lambda cfg, *a, **kw: seen.append(cfg) or {"totals": {"kept": 0}})
     assert build_mod.main(["--lang", "en", "--out", str(tmp_path), "--no-ray", "--transcribe"]) == 0
     assert build_mod.main(["--lang", "en", "--out", str(tmp_path), "--no-ray"]) == 0
     assert [c.language.transcribe for c in seen] == [True, False]
