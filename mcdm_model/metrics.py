@@ -2,14 +2,12 @@
 
 Pixel metrics live here (numpy/torch, exact on identical inputs: SSIM = 1.0, PSNR capped at `PSNR_CAP`).
 Face metrics use dlib's 68-point predictor and 128-D ResNet embedding (metrics_face.py), sync uses the pipeline's
-own scorer when it is importable and a mouth-opening / audio-envelope correlation always (metrics_sync.py), and
-FID/FVD run only when Inception / I3D weights sit in `<models_dir>/metrics/` (metrics_fid.py), else "not_run".
-`clip_metrics` bundles them for one generated clip against its ground truth.
+own scorer (metrics_sync.py), FID/FVD run only when Inception / I3D weights sit in `<models_dir>/metrics/`
+(metrics_fid.py), else "not_run"; drift over time is in metrics_drift.py and evaluate.py ties them together.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -93,34 +91,3 @@ def nanmean(x: Any) -> float | None:
     arr = np.asarray(x, np.float64)
     arr = arr[np.isfinite(arr)]
     return float(arr.mean()) if arr.size else None
-
-
-def clip_metrics(
-    gen: np.ndarray,
-    ref: np.ndarray,
-    audio: np.ndarray,
-    reference_frame: np.ndarray,
-    face: Any,
-    sync: Any,
-    fps: float = 25.0,
-) -> dict[str, Any]:
-    """All always-available metrics of one generated clip against its ground truth.
-
-    face: metrics_face.FaceAnalyzer; sync: metrics_sync.SyncScorer. Per-frame identity similarity is returned
-    as a list so callers can build drift curves over time.
-    """
-    n = min(len(gen), len(ref))
-    gen, ref = gen[:n], ref[:n]
-    lm_gen, lm_ref = face.landmarks(gen), face.landmarks(ref)
-    ref_emb = face.embedding(reference_frame)
-    ids = cosine(face.embeddings(gen, lm_gen), ref_emb) if ref_emb is not None else np.full(n, np.nan)
-    s = sync.score(gen, audio, fps=fps, landmarks=lm_gen)
-    return {
-        "frames": n,
-        "ssim": ssim(gen, ref),
-        "psnr": psnr(gen, ref),
-        "landmark_dist": nanmean(landmark_distance(lm_gen, lm_ref)),
-        "identity_sim": nanmean(ids),
-        "identity_sim_frames": [None if not math.isfinite(v) else float(v) for v in ids],
-        **s,
-    }

@@ -61,10 +61,13 @@ class FaceAnalyzer:
     def _shape(self, frame: np.ndarray, box: tuple[int, int, int, int]):
         return self.predictor(np.ascontiguousarray(frame), self._dlib.rectangle(*box))
 
-    def landmarks(self, frames: np.ndarray) -> np.ndarray:
-        """(N, 68, 2) float32 source px; a box is re-detected every `detect_every` frames and reused between."""
+    def landmarks(self, frames: np.ndarray, fallback_box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """(N, 68, 2) float32 source px; a box is re-detected every `detect_every` frames and reused between.
+
+        `fallback_box` (e.g. the ground truth's face box) is used until a face is detected, so generated frames
+        the detector rejects still get landmarks to compare; without it such frames stay NaN."""
         out = np.full((len(frames), 68, 2), np.nan, np.float32)
-        box = None
+        box = fallback_box
         for i, frame in enumerate(frames):
             if box is None or i % self.detect_every == 0:
                 box = self.detect(frame) or box
