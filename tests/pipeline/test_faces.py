@@ -214,3 +214,48 @@ def test_rows_from_the_real_ingest_stages(ingested_talking, stage):
     n = round((r["end_s"] - r["start_s"]) * FPS)
     assert len(np.load(r["track_path"])["boxes"]) == n
     assert Path(r["crop_path"]).parent == Path(stage.cfg.work_dir) / "en" / r["video_key"]
+
+
+# ---- tracker logic with fake identities (the real-clip tests above cover it end to end) --------------------------
+def _same(a, b) -> bool:
+    return float(np.linalg.norm(a - b)) < 0.5
+
+
+def test_tracker_links_by_iou_and_ends_on_identity_swap():
+    from pipeline.track import IouTracker
+
+    alice, bob = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    who = {0: alice, 5: alice, 10: alice, 15: bob, 20: bob}  # same place, another person from frame 15
+    tr = IouTracker(0.5, max_missed=25, verify_every=5, same=_same)
+    for f in (0, 5, 10, 15, 20):
+        tr.update(f, np.array([[100 + f, 100, 300 + f, 300]], np.float32), lambda j, f=f: who[f])
+    tracks = tr.tracks()
+    assert sorted(t.frames for t in tracks) == [[0, 5, 10], [15, 20]]
+
+
+def test_tracker_relinks_same_face_after_a_jump_and_expires_lost_tracks():
+    from pipeline.track import IouTracker
+
+    alice = np.array([1.0, 0.0])
+    tr = IouTracker(0.5, max_missed=10, verify_every=100, same=_same)
+    tr.update(0, np.array([[0, 0, 100, 100]], np.float32), lambda j: alice)
+    tr.update(5, np.zeros((0, 4), np.float32), lambda j: alice)  # missed
+    tr.update(10, np.array([[300, 0, 400, 100]], np.float32), lambda j: alice)  # no overlap, same person
+    assert [t.frames for t in tr.tracks()] == [[0, 10]]
+    tr.update(30, np.array([[300, 0, 400, 100]], np.float32), lambda j: alice)  # gap 20 > max_missed
+    assert sorted(t.frames for t in tr.tracks()) == [[0, 10], [30]]
+
+
+def test_interpolate_and_smooth_fill_every_frame():
+    from pipeline.track import crop_windows, interpolate, smooth
+
+    boxes, detected = interpolate([0, 10], [np.array([0, 0, 10, 10]), np.array([10, 0, 20, 10])], 0, 12)
+    assert boxes.shape == (12, 4) and detected.tolist() == [True] + [False] * 9 + [True, False]
+    np.testing.assert_allclose(boxes[5], [5, 0, 15, 10])
+    np.testing.assert_allclose(boxes[11], boxes[10])  # held after the last detection
+    jitter = boxes.copy()
+    jitter[4] += 50  # one-frame detector glitch
+    assert np.abs(smooth(jitter, 5)[4] - boxes[4]).max() < 2
+    win = crop_windows(np.array([[90, 0, 110, 40]], np.float32), 0.4, (100, 100))
+    side = win[0, 2] - win[0, 0]
+    assert side == pytest.approx(56) and win[0, 2] <= 100 and win[0, 1] >= 0  # square, shifted inside the frame
