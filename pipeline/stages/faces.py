@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import BuildConfig
 from ..media import MediaError, iter_frames, probe
 from ..models.face_detectors import Detections
 from ..models.face_models import load_face_models
@@ -115,7 +116,7 @@ class FaceTrack(Stage):
     name = "faces"
     uses_model = True
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: BuildConfig):
         super().__init__(cfg)
         self.fc = cfg.faces
         self.models = load_face_models(self.fc, cfg.models_dir, use_gpu=cfg.num_gpus > 0)
