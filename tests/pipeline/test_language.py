@@ -205,3 +205,15 @@ def test_transcribe_flag_reaches_the_config(monkeypatch, tmp_path):
     assert build_mod.main(["--lang", "en", "--out", str(tmp_path), "--no-ray", "--transcribe"]) == 0
     assert build_mod.main(["--lang", "en", "--out", str(tmp_path), "--no-ray"]) == 0
     assert [c.language.transcribe for c in seen] == [True, False]
+
+
+def test_rows_from_normalize_and_shots(tagger, ingested_talking):
+    """The contract end to end: clip rows as normalize + shots make them (audio.wav of the whole video,
+    start_s/end_s per clip) come out tagged with every language field."""
+    _, rows = ingested_talking
+    out = tagger.run_video([dict(r) for r in rows])
+    assert len(out) == len(rows)
+    for r in out:
+        assert r["status"] == "ok" and r["lang"] == "en" and r["lang_prob"] >= 0.7, r
+        assert r["speech_ratio"] > 0.5 and r["speaker_check"] == "not_run" and r["n_speakers"] == -1
+        assert isinstance(json.loads(r["lang_top3"]), list) and r["transcript"] == ""
