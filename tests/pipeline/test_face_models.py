@@ -130,6 +130,10 @@ def test_missing_insightface_pack_names_file_and_folder(tmp_path):
     (tmp_path / "insightface" / "buffalo_l" / "det_10g.onnx").write_bytes(b"x")
     with pytest.raises(MissingWeightsError, match="w600k_r50.onnx"):
         find_insightface_pack(tmp_path)
+    assert not face_weights.has_insightface_pack(tmp_path)  # auto falls back to the offline default
+    (tmp_path / "insightface" / "buffalo_l" / "w600k_r50.onnx").write_bytes(b"x")
+    files = find_insightface_pack(tmp_path)
+    assert set(files) == {"detector", "recognition"} and face_weights.has_insightface_pack(tmp_path)
     with pytest.raises(MissingWeightsError, match=r"face_detection_yunet.*yunet"):
         load_face_models(FacesConfig(backend="yunet"), str(tmp_path))
     with pytest.raises(ValueError, match="backend"):
