@@ -59,10 +59,11 @@ class CT2Whisper:
     def __init__(self, model_dir: str | Path, device: str = "auto", cpu_threads: int = 0):
         from faster_whisper import WhisperModel
 
-        for need in ("model.bin", "config.json"):
+        for need in ("model.bin", "config.json", "tokenizer.json"):  # no tokenizer.json: faster-whisper would fetch one
             if not (Path(model_dir) / need).is_file():
                 raise FileNotFoundError(f"{model_dir}: missing {need} (a CTranslate2 Whisper dir needs model.bin, "
-                                        "config.json and tokenizer.json, e.g. from ct2-transformers-converter)")
+                                        "config.json, tokenizer.json (+ preprocessor_config.json for 128-mel "
+                                        "models), e.g. from ct2-transformers-converter --copy_files)")
         if device == "auto":
             device = "cuda" if _cuda_available() else "cpu"
         compute = "float16" if device == "cuda" else "int8"

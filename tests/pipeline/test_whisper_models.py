@@ -59,6 +59,9 @@ def test_ct2_dir_without_weights_names_the_file(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="model.bin"):
         W.CT2Whisper(tmp_path)
+    (tmp_path / "model.bin").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):  # never fetched from the hub at run time
+        W.CT2Whisper(tmp_path)
 
 
 def test_openai_pt_checkpoint_loads_in_upstream_format(tmp_path, shared_media):
