@@ -66,6 +66,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shards", help="shard dir (default: build one from ../shared/media)")
     p.add_argument("--size", default="MCDM-T", choices=list(SIZES))
+    p.add_argument("--crop", type=int, default=512, help="crop size of the built shards (the sink's default 512)")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--batches", type=int, default=20)
     p.add_argument("--steps", type=int, default=5)
@@ -73,7 +74,7 @@ def main() -> None:
     args = p.parse_args()
     cfg = model_config(args.size, models_dir=os.environ.get("TFW_MODELS_DIR", "/nonexistent"))
     with tempfile.TemporaryDirectory() as tmp:
-        shards = Path(args.shards) if args.shards else build_shards(Path(tmp), cfg.image_size)
+        shards = Path(args.shards) if args.shards else build_shards(Path(tmp), args.crop)
         rows = []
         for workers in (0, 2):
             tcfg = TrainConfig(batch_size=args.batch_size, num_workers=workers)
@@ -84,7 +85,8 @@ def main() -> None:
         for stage in STAGES:
             rows.append((f"train step, stage {stage}", time_steps(model, batch, stage, args.steps)))
     n = sum(x.numel() for x in model.parameters())
-    print(f"\nMCDM {args.size} ({n / 1e6:.2f} M params), {cfg.image_size}² px, F={cfg.present_frames} "
+    src = args.shards or f"2 real HDTF clips, {args.crop}² crops"
+    print(f"\nshards: {src}; MCDM {args.size} ({n / 1e6:.2f} M params), {cfg.image_size}² px, F={cfg.present_frames} "
           f"A={cfg.archived_frames}, batch {args.batch_size}, device {args.device}, torch threads "
           f"{torch.get_num_threads()}\n")
     print("| what | clips/s |\n|---|---|")

@@ -17,7 +17,6 @@ import wave
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import torch
@@ -40,15 +39,34 @@ def list_shards(root: str | Path) -> list[str]:
     return [str(p) for p in paths]
 
 
+def _decode_ffmpeg(data: bytes, size: int) -> np.ndarray:
+    """Fallback without PyAV: the ffmpeg CLI on a temp file (pipeline.media)."""
+    import tempfile
+
+    from pipeline.media import read_frames
+
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        return read_frames(tmp.name, size=(size, size))
+
+
 def decode_mp4(data: bytes, size: int) -> np.ndarray:
-    """H.264 bytes -> (N, size, size, 3) uint8 RGB, decoded in memory with PyAV (no temp files)."""
-    frames = []
-    with av.open(io.BytesIO(data)) as box:
-        for fr in box.decode(video=0):
-            img = fr.to_ndarray(format="rgb24")
-            if img.shape[0] != size or img.shape[1] != size:
-                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-            frames.append(img)
+    """H.264 bytes -> (N, size, size, 3) uint8 RGB, decoded in memory with PyAV (else ffmpeg on a temp file)."""
+    try:
+        import av  # ships with faster-whisper
+    except ImportError:
+        av = None
+    if av is None:
+        frames = list(_decode_ffmpeg(data, size))
+    else:
+        frames = []
+        with av.open(io.BytesIO(data)) as box:
+            for fr in box.decode(video=0):
+                img = fr.to_ndarray(format="rgb24")
+                if img.shape[0] != size or img.shape[1] != size:
+                    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+                frames.append(img)
     if not frames:
         raise ValueError("mp4 has no video frames")
     return np.stack(frames)

@@ -117,3 +117,14 @@ def test_bad_sample_is_skipped(mcdm_shards: Path, tmp_path: Path, caplog: pytest
 def test_missing_shards_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no .tar shards"):
         list_shards(tmp_path)
+
+
+def test_decode_without_pyav_matches(mcdm_shards: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcdm_model.data import decode_mp4
+
+    data = _samples(mcdm_shards)[0]["mp4"]
+    with_av = decode_mp4(data, 32)
+    monkeypatch.setitem(__import__("sys").modules, "av", None)  # `import av` now raises ImportError
+    without = decode_mp4(data, 32)
+    assert without.shape == with_av.shape == (75, 32, 32, 3)
+    assert np.abs(without.astype(int) - with_av).mean() < 8  # same frames, different resize filter
