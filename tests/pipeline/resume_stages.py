@@ -7,7 +7,12 @@ files (crop mp4, clip wav, track npz) with ffmpeg from the real normalised video
 
 from __future__ import annotations
 
+import functools
 import inspect
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +58,11 @@ def implemented(cls: type[Stage]) -> bool:
     return "is being written" not in inspect.getsource(cls.process)
 
 
+@functools.cache
 def stages_spec() -> str:
-    """`--stages` for the run: the implemented prefix of build.STAGES, plus FillClipFiles if the run stops early."""
+    """`--stages` for the run: the implemented prefix of build.STAGES, plus FillClipFiles if the run stops early.
+
+    Cached, so every run of a session (reference, killed, resumed) uses the same list."""
     names = []
     for cls in build.STAGES:
         if not implemented(cls):
@@ -78,6 +86,47 @@ def shard_keys(out: Path) -> list[str]:
 
     urls = sorted(str(p) for p in (out / "shards").glob("*/*.tar"))
     return [s["__key__"] for s in wds.WebDataset(urls, shardshuffle=False, empty_check=False)] if urls else []
+
+
+def build_cmd(out: Path, manifests: Path, cfg_yaml: Path, ray: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "pipeline.build", "--lang", "en", "--manifests", str(manifests), "--out", str(out),
+           "--config", str(cfg_yaml), "--stages", stages_spec()]  # fmt: skip
+    return cmd if ray else [*cmd, "--no-ray"]
+
+
+def run_env(**extra: str) -> dict[str, str]:
+    """The build subprocess env: repo root importable (Ray workers too), one thread per process."""
+    return os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", **extra}
+
+
+def run_build(out: Path, manifests: Path, cfg_yaml: Path, ray: bool = False, env: dict | None = None) -> float:
+    """One uninterrupted `python -m pipeline.build`; returns its wall time."""
+    t0 = time.time()
+    proc = subprocess.run(build_cmd(out, manifests, cfg_yaml, ray), cwd=ROOT, env=env or run_env(),
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return time.time() - t0
+
+
+def setup_inputs(tmp: Path, shared_media: Path, n_videos: int) -> tuple[Path, Path]:
+    """A manifest of the `n_videos` shortest clips and a config that commits a shard after every kept video."""
+    manifests = write_manifest(tmp / "manifests", shared_media, CLIPS[:n_videos])
+    cfg_yaml = tmp / "build.yaml"
+    cfg_yaml.write_text("sink:\n  shard_max_count: 1\n")
+    return manifests, cfg_yaml
+
+
+_REFERENCE: dict[int, tuple[Path, Path, Path, float]] = {}
+
+
+def reference_run(tmp_path_factory, shared_media: Path, n_videos: int) -> tuple[Path, Path, Path, float]:
+    """(out, manifests, cfg_yaml, wall s) of one uninterrupted single-node run, shared by the tests in a session."""
+    if n_videos not in _REFERENCE:
+        tmp = tmp_path_factory.mktemp(f"reference{n_videos}")
+        manifests, cfg_yaml = setup_inputs(tmp, shared_media, n_videos)
+        wall = run_build(tmp / "out", manifests, cfg_yaml)
+        _REFERENCE[n_videos] = (tmp / "out", manifests, cfg_yaml, wall)
+    return _REFERENCE[n_videos]
 
 
 def index_keys(out: Path) -> list[str]:

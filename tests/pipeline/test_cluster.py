@@ -1,0 +1,78 @@
+"""Scale-out: the real build joins a 2-node local Ray cluster (RAY_ADDRESS) and gives the single-node run's keys.
+
+Both nodes live on this machine (ray.cluster_utils.Cluster, 2 logical CPUs each); the build subprocess is an
+external driver, exactly as on a real cluster. While it runs, the test watches each node's raylet for worker
+processes running pipeline stages, so "both nodes did work" is observed rather than assumed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.resume_stages import ROOT, build_cmd, index_keys, reference_run, run_env, shard_keys
+
+N_VIDEOS = 2
+
+
+def _children(ppid: int) -> list[str]:
+    """Command lines of the direct children of `ppid` (Ray names busy workers `ray::<task or actor>`)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == ppid:
+                out.append((d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace"))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+@pytest.fixture
+def cluster():
+    from ray._private import ray_constants
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    worker = c.add_node(num_cpus=2)
+    c.wait_for_nodes()
+    raylets = {name: node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+               for name, node in (("head", c.head_node), ("worker", worker))}  # fmt: skip
+    yield c, raylets
+    c.shutdown()
+
+
+def test_two_node_cluster_gives_single_node_keys(tmp_path, tmp_path_factory, shared_media, cluster):
+    clean, manifests, cfg_yaml, _ = reference_run(tmp_path_factory, shared_media, N_VIDEOS)
+    c, raylets = cluster
+    out = tmp_path / "cluster"
+    busy: dict[str, set[str]] = {name: set() for name in raylets}
+    proc = subprocess.Popen(build_cmd(out, manifests, cfg_yaml, ray=True), cwd=ROOT,
+                            env=run_env(RAY_ADDRESS=c.address), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(proc.stdout), daemon=True)
+    reader.start()
+    deadline = time.time() + 400
+    while proc.poll() is None and time.time() < deadline:
+        for name, pid in raylets.items():
+            busy[name] |= {cmd[:60].strip() for cmd in _children(pid) if cmd.startswith(("ray::MapWorker", "ray::FlatMap"))}
+        time.sleep(0.3)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    reader.join(timeout=10)
+    assert proc.returncode == 0, "".join(log)[-3000:]
+
+    got = shard_keys(out)
+    assert got and [k for k, n in Counter(got).items() if n > 1] == []
+    assert sorted(got) == sorted(shard_keys(clean))
+    assert sorted(index_keys(out)) == sorted(index_keys(clean))
+    # both nodes ran pipeline stages (so the driver joined this cluster via RAY_ADDRESS instead of starting one)
+    assert all(busy.values()), f"stage workers seen per node: {busy}"
