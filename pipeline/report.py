@@ -160,7 +160,7 @@ def _plots(df: pd.DataFrame, stats: dict[str, Any]) -> list[str]:
 def _table(tid: str, header: list[str], rows: list[list[Any]]) -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
-            v = "" if math.isnan(v) else f"{v:.3f}"
+            v = "" if math.isnan(v) else f"{v:.4g}"
         return f"<td>{html.escape(str(v))}</td>"
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)

@@ -134,6 +134,10 @@ class ShardSink:
         """All rows of one source video, kept and dropped. Kept clips go into one shard of the video's language."""
         if not rows:
             return
+        if len({r["video_key"] for r in rows}) > 1:  # defensive: one call per video, whatever the caller sent
+            for group in {r["video_key"]: [x for x in rows if x["video_key"] == r["video_key"]] for r in rows}.values():
+                self.add_video(group)
+            return
         video_key = rows[0]["video_key"]
         if video_key in self._done or video_key in self._pending:
             log.warning("sink: %s arrived twice; ignoring the second copy (no duplicate samples)", video_key)

@@ -23,7 +23,7 @@ from pipeline.stages.base import Stage
 
 ROOT = Path(__file__).resolve().parents[2]
 # Short real talking clips (one speaker each) from ../shared/media/video_av, 4.5-5 s.
-CLIPS: tuple[str, ...] = ("vexpress_AOC_en_4s.mp4", "retalking_face5_en.mp4", "retalking_face3_en.mp4",
+CLIPS: tuple[str, ...] = ("vexpress_AOC_en_4s.mp4", "retalking_face3_en.mp4", "retalking_face5_en.mp4",
                           "retalking_face2_en.mp4")  # fmt: skip
 
 
