@@ -7,6 +7,7 @@ videos cost the same per clip however long they get. See mcdm_model/README.md.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from mcdm_model.config import ModelConfig, from_dict
 from mcdm_model.diffusion import Schedule, ddim_sample, noise_loss
 from mcdm_model.modules.archived_prior import ArchivedClipPrior
-from mcdm_model.modules.audio_encoder import build_audio_encoder
+from mcdm_model.modules.audio_encoder import MelConvEncoder, build_audio_encoder
 from mcdm_model.modules.denoiser import Denoiser
 from mcdm_model.modules.motion_diffusion import MotionPriorDiffusion
 from mcdm_model.modules.vae import VAE
@@ -52,9 +53,13 @@ class MotionEmbed(nn.Module):
 class MCDM(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.cfg = cfg
         self.vae = VAE(cfg)
         self.audio_encoder = build_audio_encoder(cfg)
+        # Record what was actually built, so a checkpoint rebuilds the same architecture on any machine.
+        self.cfg = cfg = dataclasses.replace(
+            cfg, vae_pretrained=cfg.vae_pretrained if self.vae.pretrained else "",
+            wav2vec2="" if isinstance(self.audio_encoder, MelConvEncoder) else cfg.wav2vec2,
+        )
         self.archived_prior = ArchivedClipPrior(cfg)
         self.motion_prior = MotionPriorDiffusion(cfg)
         self.motion_embed = MotionEmbed(cfg)

@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     mcfg = model_config(args.size, **args.model_overrides)
     torch.manual_seed(tcfg.seed)
     model = MCDM(mcfg).to(device)
+    mcfg = model.cfg  # with the pretrained parts that were actually found
     ema = checkpoint.EMA(model, tcfg.ema_decay)
     if resume is not None:
         model.load_state_dict(resume["model"])

@@ -66,6 +66,20 @@ def test_checkpoint_round_trip_is_exact(mcdm_tiny_shard: Path, tmp_path: Path, n
         assert all(torch.equal(v, ref[k]) for k, v in model.state_dict().items())
     assert not all(torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])  # EMA lags the weights
     assert ckpt["model_config"]["image_size"] == 64 and ckpt["size"] == "MCDM-T"
+    assert ckpt["model_config"]["vae_pretrained"] == ""  # scratch VAE recorded: reloads the same architecture
+
+
+def test_yaml_config_overrides(mcdm_tiny_shard: Path, tmp_path: Path, no_models_dir: str) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  image_size: 32\n  present_frames: 3\ntrain:\n  lr: 0.01\n  steps: 2\n")
+    result = _run(mcdm_tiny_shard, tmp_path / "y", no_models_dir, "--config", str(cfg), "--stage", "1")
+    ckpt = torch.load(tmp_path / "y" / "last.pt", weights_only=False)
+    assert ckpt["model_config"]["image_size"] == 32 and ckpt["model_config"]["present_frames"] == 3
+    assert ckpt["train_config"]["lr"] == 0.01 and result["step"] == 2
+    assert MCDM.load_checkpoint(tmp_path / "y" / "last.pt").vae.encode(torch.zeros(1, 3, 32, 32)).shape[-1] == 4
+    cfg.write_text("model:\n  image_sise: 32\n")
+    with pytest.raises(ValueError, match="unknown setting 'image_sise'"):
+        _run(mcdm_tiny_shard, tmp_path / "y", no_models_dir, "--config", str(cfg))
 
 
 def test_all_stages_train_only_their_parts(mcdm_tiny_shard: Path, tmp_path: Path, no_models_dir: str) -> None:
