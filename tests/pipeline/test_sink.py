@@ -221,3 +221,13 @@ def test_index_unions_columns_with_mixed_types(tmp_path):
     assert table.column("x").to_pylist() == [1.0, 2.5]
     assert table.column("y").to_pylist() == ["s", "3"]
     assert table.column("drop_reason").to_pylist() == [None, None]
+
+
+def test_rows_of_two_videos_in_one_call_are_committed_separately(tmp_path, m):
+    s = ShardSink(_cfg(tmp_path))
+    s.add_video(video(m, "en", "mix1", kept=1) + video(m, "en", "mix2", kept=1, dropped=1))
+    s.close()
+    assert sorted(p.name for p in (tmp_path / "ledger").iterdir()) == ["en-mix1.json", "en-mix2.json"]
+    rows = json.loads((tmp_path / "ledger" / "en-mix2.json").read_text())["rows"]
+    assert [r["key"] for r in rows] == ["en-mix2-s0000", "en-mix2-s0001"]
+    assert sorted(_shard_keys(tmp_path)) == ["en-mix1-s0000", "en-mix2-s0000"]
