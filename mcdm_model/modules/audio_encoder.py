@@ -20,10 +20,10 @@ def mel_filterbank(n_mels: int, n_fft: int, sr: int, fmin: float = 20.0, fmax: f
     """(n_mels, n_fft//2+1) triangular HTK-mel filters."""
     fmax = fmax or sr / 2
 
-    def hz2mel(f: Tensor) -> Tensor:
-        return 2595.0 * torch.log10(1.0 + f / 700.0)
+    def hz2mel(f: float) -> float:
+        return 2595.0 * math.log10(1.0 + f / 700.0)
 
-    mels = torch.linspace(hz2mel(torch.tensor(fmin)).item(), hz2mel(torch.tensor(fmax)).item(), n_mels + 2)
+    mels = torch.linspace(hz2mel(fmin), hz2mel(fmax), n_mels + 2)
     hz = 700.0 * (10 ** (mels / 2595.0) - 1.0)
     freqs = torch.linspace(0, sr / 2, n_fft // 2 + 1)
     lo, mid, hi = hz[:-2, None], hz[1:-1, None], hz[2:, None]

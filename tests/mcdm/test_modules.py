@@ -182,3 +182,7 @@ def test_size_registry_builds_paper_widths() -> None:
     with pytest.raises(ValueError, match="unknown setting"):
         model_config("MCDM-T", image_sise=32)
     assert np.isclose(b.temporal_alpha, 0.1)
+    with torch.device("meta"):  # paper-like size: built without allocating memory
+        big = MCDM(model_config("MCDM-B", models_dir="/nonexistent"))
+    assert sum(p.numel() for p in big.denoiser.parameters()) > 300e6
+    assert big.denoiser.chs == [320, 640, 1280, 1280]
