@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import build
+from pipeline.config import BuildConfig
 from tests.pipeline.resume_stages import ROOT, build_cmd, index_keys, reference_run, run_env, shard_keys
 
 N_VIDEOS = 2
@@ -76,3 +78,39 @@ def test_two_node_cluster_gives_single_node_keys(tmp_path, tmp_path_factory, sha
     assert sorted(index_keys(out)) == sorted(index_keys(clean))
     # both nodes ran pipeline stages (so the driver joined this cluster via RAY_ADDRESS instead of starting one)
     assert all(busy.values()), f"stage workers seen per node: {busy}"
+
+
+class _FakeDataset:
+    """Records how run_ray wires each stage into Ray Data (no Ray started)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, dict]] = []
+
+    def flat_map(self, fn, **kwargs):
+        self.calls.append((fn, kwargs))
+        return self
+
+    def iter_rows(self):
+        return iter(())
+
+
+def test_model_stages_are_gpu_actor_pools_and_cpu_stages_tasks(monkeypatch):
+    import ray
+
+    fake = _FakeDataset()
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray.data, "from_items", lambda items, **kw: fake)
+    cfg = BuildConfig(num_gpus=0.25, actors=3)
+    assert list(build.run_ray(cfg, [[{"video_key": "en-x"}]])) == []
+    assert len(fake.calls) == len(build.STAGES)
+    for cls, (fn, kw) in zip(build.STAGES, fake.calls, strict=True):
+        if cls.uses_model:  # an actor pool: a callable class built once per actor, on a quarter of a GPU
+            assert fn is build._RayStage and kw["fn_constructor_args"][0] is cls
+            assert (kw["concurrency"], kw["num_gpus"], kw["num_cpus"]) == (3, 0.25, 1), cls.__name__
+        else:  # a task per video, no GPU
+            assert not isinstance(fn, type) and kw == {"num_cpus": 1}, cls.__name__
+    assert {cls.uses_model for cls in build.STAGES} == {True, False}
+
+    fake.calls.clear()
+    list(build.run_ray(BuildConfig(), [[{"video_key": "en-x"}]]))  # CPU only: no GPU request at all
+    assert all(not kw.get("num_gpus") for _, kw in fake.calls)
