@@ -115,6 +115,9 @@ def sample_windows(clip: dict, cfg: ModelConfig, rng: random.Random, k: int) -> 
     return out
 
 
+MAX_BAD_IN_A_ROW = 50  # an endless (resampled) stream of only bad samples would otherwise spin forever
+
+
 class _Windows:
     """Pipeline stage: decode clips, draw windows, shuffle in a buffer; RNG seeded per rank/worker at iteration."""
 
@@ -125,13 +128,18 @@ class _Windows:
         self.epoch += 1
         rng = random.Random(make_seed(pytorch_worker_seed(), self.epoch, self.tcfg.seed))
         buf: list[dict] = []
+        bad = 0
         for sample in src:
             try:
-                clip = decode_clip(sample, self.cfg)
+                wins = sample_windows(decode_clip(sample, self.cfg), self.cfg, rng, self.tcfg.windows_per_clip)
             except Exception as exc:  # one bad sample never kills a run
                 log.warning("skip sample %s: %s", sample.get("__key__"), exc)
-                continue
-            buf.extend(sample_windows(clip, self.cfg, rng, self.tcfg.windows_per_clip))
+                wins = []
+            bad = 0 if wins else bad + 1
+            if bad >= MAX_BAD_IN_A_ROW:
+                raise RuntimeError(f"{bad} samples in a row gave no training window (undecodable or shorter than "
+                                   f"{self.cfg.archived_frames + self.cfg.present_frames} frames): check the shards")
+            buf.extend(wins)
             while len(buf) > self.tcfg.shuffle_buffer:
                 yield buf.pop(rng.randrange(len(buf)))
         rng.shuffle(buf)

@@ -114,6 +114,15 @@ def test_bad_sample_is_skipped(mcdm_shards: Path, tmp_path: Path, caplog: pytest
     assert "en-broken-s0000" in caplog.text and "en-nonpz-s0001" in caplog.text
 
 
+def test_only_bad_samples_is_a_clear_error(mcdm_shards: Path, tmp_path: Path) -> None:
+    good = _samples(mcdm_shards)[0]
+    with wds.TarWriter(str(tmp_path / "en-000000.tar"), encoder=False) as w:
+        w.write({"__key__": "en-broken-s0000", "mp4": b"not a video", "wav": good["wav"], "npz": good["npz"]})
+    cfg, tcfg = model_config("MCDM-T"), TrainConfig(batch_size=1)
+    with pytest.raises(RuntimeError, match="50 samples in a row"):
+        next(iter(make_dataset(tmp_path, cfg, tcfg, resampled=True)))
+
+
 def test_missing_shards_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no .tar shards"):
         list_shards(tmp_path)
