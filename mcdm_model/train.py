@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> dict:
 def run_stage(model: MCDM, ema: checkpoint.EMA, stage: str, first: int, tcfg: TrainConfig, mcfg, size: str,
               device: torch.device, rank: int, world: int, writer, history: list, resume: dict | None) -> int:
     """Train one stage from step `first` to tcfg.steps; returns the last step."""
+    if first >= tcfg.steps:
+        log.info("stage %s already at step %d of %d: nothing to do", stage, first, tcfg.steps)
+        return first
     params = model.stage_parameters(stage)
     keep = {id(p) for p in params}
     for p in model.parameters():
