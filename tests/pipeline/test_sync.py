@@ -35,18 +35,21 @@ def accuracy(sync_rows):
         n = min(len(frames), len(audio) // 640)
         lms = np.load(row["track_path"])["landmarks_crop"]
         clips.append(({"frames": frames[LEAD : n - LEAD], "landmarks_crop": lms[LEAD : n - LEAD]}, audio[: n * 640]))
-    hits, total, pos, neg = 0, 0, [], []
+    hits, rel, total, pos, neg = 0, 0, 0, [], []
     for i, (video, audio) in enumerate(clips):
+        found = {}
         for k in SHIFTS:
-            off, conf = scorer.score(video, sync_media.shift_audio(audio, k), audio_lead_frames=LEAD)
-            hits, total = hits + (abs(off - k) <= 1), total + 1
+            found[k], conf = scorer.score(video, sync_media.shift_audio(audio, k), audio_lead_frames=LEAD)
+            hits, total = hits + (abs(found[k] - k) <= 1), total + 1
             if k == 0:
                 pos.append(conf)
+        rel += sum(abs(found[k] - found[0] - k) <= 1 for k in SHIFTS)
         for j, (_, other) in enumerate(clips):
             if j != i:
                 neg.append(scorer.score(video, np.resize(other, len(audio)), audio_lead_frames=LEAD)[1])
     p, q = np.array(pos)[:, None], np.array(neg)[None, :]
-    return {"recovery": hits / total, "auc": float(((p > q) + 0.5 * (p == q)).mean())}
+    auc = float(((p > q) + 0.5 * (p == q)).mean())
+    return {"recovery": hits / total, "relative": rel / total, "auc": auc, "pos": pos}
 
 
 def test_energy_scorer_sign_and_offset_on_synthetic_events():
@@ -68,15 +71,22 @@ def test_energy_scorer_sign_and_offset_on_synthetic_events():
     assert EnergySyncScorer().score(frames, noise, audio_lead_frames=LEAD)[1] < c.conf
 
 
-def test_energy_scorer_real_clips_regression_floor(accuracy):
-    """Measured on 6 real clips: ~45 % of shifts recovered (chance ~10 %), weak in-sync/mismatched separation."""
+def test_energy_scorer_separates_in_sync_from_other_speech(accuracy):
+    """Issue target: AUC >= 0.9 of conf, own in-sync audio vs another clip's speech; most in-sync clips pass 3.0."""
+    assert accuracy["auc"] >= 0.9, accuracy
+    assert np.mean(np.array(accuracy["pos"]) >= 3.0) >= 0.5, accuracy
+
+
+def test_energy_scorer_recovers_added_shifts(accuracy):
+    """Added shifts are recovered relative to each clip's own measured offset on >= 90 % of cases; absolute
+    recovery is lower (some clips read a constant 2-13 frame offset at k=0; chance is ~10 %)."""
+    assert accuracy["relative"] >= 0.9, accuracy
     assert accuracy["recovery"] >= 0.4, accuracy
-    assert accuracy["auc"] >= 0.55, accuracy
 
 
-@pytest.mark.xfail(strict=False, reason="issue target not reached by the weight-free scorer (see RESULTS_sync.md)")
-def test_energy_scorer_meets_issue_target(accuracy):
-    assert accuracy["recovery"] >= 0.9 and accuracy["auc"] >= 0.9, accuracy
+@pytest.mark.xfail(strict=False, reason="absolute recovery ~55-70 %: some real clips read a constant offset at k=0")
+def test_energy_scorer_recovers_absolute_shifts(accuracy):
+    assert accuracy["recovery"] >= 0.9, accuracy
 
 
 def _row(src: dict, tmp: Path, key: str, shift_k: int = 0) -> dict:
