@@ -158,12 +158,14 @@ def build(cfg: BuildConfig, use_ray: bool = True, stages: list[type[Stage]] | No
     )
     from tqdm import tqdm
 
-    with tqdm(total=len(todo), desc="videos", unit="video", file=sys.stderr, disable=None) as bar:
-        for rows in stream:
-            sink.add_video(rows)
-            bar.update(1)
-            bar.set_postfix(kept=sink.n_kept, dropped=sink.n_dropped)
-    sink.close()
+    try:
+        with tqdm(total=len(todo), desc="videos", unit="video", file=sys.stderr, disable=None) as bar:
+            for rows in stream:
+                sink.add_video(rows)
+                bar.update(1)
+                bar.set_postfix(kept=sink.n_kept, dropped=sink.n_dropped)
+    finally:  # also on Ctrl-C or a Ray failure: commit the videos already finished, a rerun does the rest
+        sink.close()
     stats = write_report(cfg)
     log.info("done in %.1f s: %s", time.time() - t0, out)
     return stats
