@@ -13,6 +13,8 @@ import signal
 import subprocess
 from collections import Counter
 
+import pytest
+
 from tests.pipeline.resume_stages import (
     ROOT,
     build_cmd,
@@ -58,3 +60,35 @@ def test_kill9_and_resume_gives_the_same_keys(tmp_path, tmp_path_factory, shared
     assert not list(out.rglob("*.tmp")), why
     ledgers = sorted(p.name for p in (out / "ledger").glob("*.json"))
     assert ledgers == sorted(p.name for p in (clean / "ledger").glob("*.json")), why
+
+
+def test_interrupt_commits_the_videos_already_finished(tmp_path, shared_media, media_cache, monkeypatch):
+    """Ctrl-C (or a Ray error) mid-run: build() still closes the sink, so finished videos need no redo."""
+    from pipeline import build
+    from pipeline.config import load_config
+    from pipeline.stages.base import Stage
+    from pipeline.stages.download import Download
+    from tests.pipeline.resume_stages import setup_inputs
+    from tests.pipeline.sink_media import make_media
+
+    m = make_media(shared_media, media_cache)
+    seen: list[str] = []
+
+    class ClipOrInterrupt(Stage):
+        name = "faces"
+
+        def process(self, row):
+            seen.append(row["video_key"])
+            if len(seen) == 2:
+                raise KeyboardInterrupt  # not an Exception: the stage cannot turn it into a drop
+            return row | {"key": row["key"] + "-s0000", "start_s": 0.0, "end_s": 3.0, "crop_path": str(m["crop"]),
+                          "clip_wav_path": str(m["wav"]), "track_path": str(m["npz"])}  # fmt: skip
+
+    manifests, _ = setup_inputs(tmp_path, shared_media, n_videos=2)
+    cfg = load_config(None, out=str(tmp_path / "out"), manifests=str(manifests), langs=["en"])
+    with pytest.raises(KeyboardInterrupt):
+        build.build(cfg, use_ray=False, stages=[Download, ClipOrInterrupt])
+    out = tmp_path / "out"
+    assert shard_keys(out) == [f"{seen[0]}-s0000"]  # committed although shard_max_count was not reached
+    assert sorted(p.stem for p in (out / "ledger").glob("*.json")) == [seen[0]]
+    assert not list(out.rglob("*.tar.tmp"))
