@@ -58,7 +58,7 @@ class FacesConfig:
     iou_link: float = 0.5
     max_missed_frames: int = 25
     min_presence: float = 0.9
-    min_face_px: int = 192  # longest side of the tight detector box; 192 keeps all 14 real clips in shared media (237-380 px), 256 drops 3
+    min_face_px: int = 128  # longest side of the tight detector box, in normalised px; see RESULTS_faces.md
     crop_size: int = 512
     crop_padding: float = 0.4
     smooth_window: int = 5

@@ -73,6 +73,7 @@ class MTCNNDetector:
     """facenet-pytorch MTCNN (P/R/O-net weights inside the package)."""
 
     name = "mtcnn"
+    confident_score = 0.98  # real frontal faces score >= 0.998; clasped hands on real clips 0.70-0.96
 
     def __init__(self, max_side: int = 640, device: str = "cpu"):
         from facenet_pytorch import MTCNN
@@ -95,6 +96,7 @@ class DlibHogDetector:
     """dlib's HOG frontal-face detector; its SVM margin is mapped to (0, 1) with a logistic so 0.5 = margin 0."""
 
     name = "dlib_hog"
+    confident_score = 0.62  # SVM margin 0.5
 
     def __init__(self, max_side: int = 640):
         import dlib
@@ -116,6 +118,7 @@ class YuNetDetector:
     """OpenCV YuNet (`cv2.FaceDetectorYN`) from a local onnx file (opencv_zoo layout)."""
 
     name = "yunet"
+    confident_score = 0.85
 
     def __init__(self, model_path: str | Path, max_side: int = 640, score_threshold: float = 0.5):
         self.max_side = max_side
@@ -167,6 +170,7 @@ class SCRFDDetector:
     """insightface SCRFD (`det_10g.onnx` in buffalo_l) on onnxruntime, letterboxed into a 640x640 input."""
 
     name = "scrfd"
+    confident_score = 0.6  # SCRFD scores run lower than MTCNN's: clear faces 0.7-0.9
 
     def __init__(self, model_path: str | Path, providers: list[str], input_size: int = 640, nms_thr: float = 0.4,
                  score_thr: float = 0.3):

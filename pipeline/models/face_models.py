@@ -29,6 +29,7 @@ BACKENDS = ("auto", "insightface", "mtcnn", "yunet", "dlib")
 
 class Detector(Protocol):
     name: str
+    confident_score: float  # only faces this sure count as a second face (multi_face)
 
     def detect(self, rgb: np.ndarray, min_size: float = 0.0) -> Detections: ...
 
