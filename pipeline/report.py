@@ -88,7 +88,7 @@ def _group_stats(df: pd.DataFrame) -> dict[str, Any]:
 
 
 def compute_stats(df: pd.DataFrame) -> dict[str, Any]:
-    totals = {k: v for k, v in _group_stats(df).items() if k not in ("scores",)}
+    totals = _group_stats(df)
     languages = {lang: _group_stats(g) for lang, g in sorted(df.groupby("report_lang"), key=lambda x: x[0])}
     return {"totals": totals, "languages": languages}
 
@@ -188,6 +188,13 @@ def render_html(df: pd.DataFrame, stats: dict[str, Any], title: str) -> str:
         reason_rows.append((order, [stage, reason, len(g), " ".join(g["key"].astype(str).head(N_EXAMPLES))]))
     parts.append("<h2>Drop reasons</h2>")
     parts.append(_table("reasons", ["stage", "reason", "clips", "example keys"], [r for _, r in sorted(reason_rows, key=lambda x: x[0])]))
+    score_rows = []
+    for name, sc in t["scores"].items():
+        kept = sc["kept"] or {"n": 0}
+        score_rows.append([name] + [kept.get(k, float("nan")) for k in ("n", "mean", "p10", "p50", "p90")]
+                          + [sc["all"]["n"], sc["all"]["mean"]])  # fmt: skip
+    parts.append("<h2>Scores</h2>")
+    parts.append(_table("scores", ["score", "kept n", "kept mean", "kept p10", "kept p50", "kept p90", "all n", "all mean"], score_rows))
     parts.append("<h2>Plots</h2>")
     plots = _plots(df, stats)
     parts.append("".join(plots) if plots else '<p id="no-plots">No clips to plot.</p>')

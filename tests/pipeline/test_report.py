@@ -96,6 +96,7 @@ def test_stats_numbers(built):
     assert by_stage["sink"]["remaining"] == 4 == en["kept"]
     assert {f["stage"]: f["dropped"] for f in zh["funnel"]}["language"] == 1
     assert en["scores"]["sync_conf"]["kept"]["mean"] == pytest.approx(6.5)
+    assert t["scores"]["face_px"]["all"]["n"] == 9 and t["scores"]["face_px"]["kept"]["n"] == 5
     assert en["scores"]["face_px"]["all"]["n"] == 7  # the download-dropped row has no face_px
 
 
@@ -112,6 +113,8 @@ def test_report_html_in_chromium(built, tmp_path):
     assert reasons == [["download", "download_failed", "1"], ["faces", "small_face", "1"],
                        ["language", "lang_mismatch", "1"], ["sync", "out_of_sync", "2"]]  # funnel order  # fmt: skip
     assert dom.tables["reasons"][-1][3] == "en-a-s0003 en-a-s0004"
+    scores = {r[0]: r for r in dom.tables["scores"][1:]}
+    assert scores["sync_conf"][1:3] == ["5", "6.5"] and scores["sync_conf"][6] == "9"  # kept n, mean; all n
     want = {"plot-languages", "plot-funnel", "plot-hist-clip_s"} | {f"plot-hist-{c}" for c in
             ("lang_prob", "sync_conf", "av_offset_frames", "sharpness", "face_px")}  # fmt: skip
     assert want <= set(dom.images)
