@@ -1,6 +1,7 @@
 """Face-stage speed per backend on real clips: detector-only frames/s and whole-stage clip frames/s.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_faces.py [--seconds 4] [--backends mtcnn,dlib,yunet,insightface]
+    OMP_NUM_THREADS=1 python benchmarks/bench_faces.py --sample manifests/sample   # face sizes of a sample build
 
 "detect fps" = frames the detector alone handles per second (the stage runs it at cfg.faces.detect_fps only);
 "stage fps" = clip frames per second through FaceTrack (decode x2, detect at 5 fps, track, 68 points on every
@@ -68,12 +69,37 @@ def bench(backend: str, clips: list[Path], seconds: float, out: Path) -> list[tu
     return rows
 
 
+def sample_build(manifests: str, out: Path) -> None:
+    """Download + Normalize + ShotSplit + FaceTrack over a manifest dir with the default config: face sizes."""
+    from pipeline.build import run_local
+    from pipeline.manifest import load_manifests
+    from pipeline.stages.download import Download
+    from pipeline.stages.normalize import Normalize
+    from pipeline.stages.shots import ShotSplit
+
+    cfg = BuildConfig(out=str(out / "sample"), manifests=manifests)
+    stages = [Download(cfg), Normalize(cfg), ShotSplit(cfg), FaceTrack(cfg)]
+    print("| clip | normalised size | face_px | n_faces | result | s / video (all 4 stages) |\n|---|---|---|---|---|---|")
+    for seed in load_manifests(cfg.manifests, cfg.langs):
+        t = time.perf_counter()
+        rows = [r for group in run_local(stages, [[seed]]) for r in group]
+        dt = time.perf_counter() - t
+        for r in rows:
+            result = "ok" if r["status"] == "ok" else r["drop_reason"]
+            print(f"| {r['key']} | {r.get('width')}x{r.get('height')} | {r.get('face_px') or 0:.0f} | "
+                  f"{r.get('n_faces')} | {result} | {dt:.1f} |")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--backends", default="mtcnn,dlib,yunet,insightface")
+    p.add_argument("--sample", default="", help="instead: run a manifest dir (e.g. manifests/sample) to face_px")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_faces_"))
+    if args.sample:
+        sample_build(args.sample, tmp)
+        return 0
     clips = [normalise(shared_media() / "video_av" / c, tmp / f"{Path(c).stem}.mkv", args.seconds) for c in CLIPS]
     print("| backend | clip | size | load s | detect fps | stage fps | result |\n|---|---|---|---|---|---|---|")
     for backend in args.backends.split(","):
