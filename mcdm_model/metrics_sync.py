@@ -4,10 +4,11 @@ The scorer is whatever `pipeline.stages.sync.load_sync_scorer` picks: SyncNet wh
 `<models_dir>/syncnet/`, else the weight-free energy scorer (mouth-motion energy vs audio spectral flux). Its
 per-lag curve gives two views:
 - as generated (zero lag): `sync_c` = how much better lag 0 is than the median lag (SyncNet: median distance -
-  distance at 0, the LSE-C idea; energy: (r0 - median r) / std over lags x the scorer's CONF_SCALE) and `sync_d`
+  distance at 0, the LSE-C idea; energy: (r0 - median r) / std of r over lags, scale-free) and `sync_d`
   (SyncNet: distance at lag 0, LSE-D; energy: 1 - r0). A shifted or foreign audio track lowers sync_c.
-- best lag: `sync_offset` (positive = audio lags video) and `sync_conf`, the scorer's own decision, as the
-  pipeline's sync stage records it (the standard Sync-C is this confidence, measured at the best lag).
+- best lag: `sync_offset` (positive = audio lags video) and `sync_conf`, the scorer's own decision, exactly as the
+  pipeline's sync stage records it (the standard Sync-C is a confidence measured at the best lag).
+Only the scorer's public interface is used (`name`, `curve(...)` -> offsets, values, offset, conf).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def load_pipeline_scorer(models_dir: str | None = None, search: int = 15) -> Any
     return load_sync_scorer(cfg)
 
 
-def zero_lag_scores(offsets: np.ndarray, values: np.ndarray, lower_is_better: bool, scale: float = 1.0) -> dict:
+def zero_lag_scores(offsets: np.ndarray, values: np.ndarray, lower_is_better: bool) -> dict:
     """sync_c / sync_d at lag 0 from a per-lag curve (correlations, or distances when lower_is_better)."""
     values = np.asarray(values, np.float64)
     ok = np.isfinite(values)
@@ -38,7 +39,7 @@ def zero_lag_scores(offsets: np.ndarray, values: np.ndarray, lower_is_better: bo
     if lower_is_better:  # SyncNet embedding distances
         return {"sync_c": med - v0, "sync_d": v0}
     sd = float(np.std(values[ok]))
-    return {"sync_c": (v0 - med) / sd * scale if sd > 1e-12 else 0.0, "sync_d": 1.0 - v0}
+    return {"sync_c": (v0 - med) / sd if sd > 1e-12 else 0.0, "sync_d": 1.0 - v0}
 
 
 class SyncScorer:
@@ -49,12 +50,6 @@ class SyncScorer:
         self.scorer = load_pipeline_scorer(models_dir, search)
         self.name = getattr(self.scorer, "name", type(self.scorer).__name__)
         self.lower_is_better = self.name == "syncnet"
-        if self.lower_is_better:
-            self.scale = 1.0
-        else:
-            from pipeline.models.sync_energy import CONF_SCALE
-
-            self.scale = CONF_SCALE
 
     def score(self, frames: np.ndarray, audio: np.ndarray, fps: float = 25.0, landmarks: np.ndarray | None = None) -> dict:
         """{sync_c, sync_d, sync_offset, sync_conf, sync_scorer}; None values when the clip is too short."""
@@ -66,7 +61,7 @@ class SyncScorer:
             curve = self.scorer.curve(video, audio, fps=fps)
         except Exception as exc:  # a clip the scorer cannot measure is recorded, not fatal
             return out | {"sync_c": None, "sync_d": None, "sync_offset": None, "sync_conf": None, "sync_error": str(exc)}
-        out |= zero_lag_scores(curve.offsets, curve.values, self.lower_is_better, self.scale)
+        out |= zero_lag_scores(curve.offsets, curve.values, self.lower_is_better)
         measured = np.isfinite(np.asarray(curve.values, np.float64)).sum() >= 3
         out |= {"sync_offset": int(curve.offset) if measured else None, "sync_conf": float(curve.conf) if measured else None}
         return out

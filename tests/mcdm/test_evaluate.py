@@ -29,20 +29,20 @@ def _args(shards, out, models, *extra: str) -> list[str]:
 
 def test_evaluate_end_to_end_with_checkpoint(mcdm_shards, tiny_checkpoint, tmp_path):
     res = evaluate.main(_args(mcdm_shards, tmp_path / "ev", tmp_path / "nomodels", "--checkpoint", tiny_checkpoint,
-                              "--clips", "12", "--bin-s", "0.64"))
+                              "--clips", "8", "--bin-s", "0.64"))
     data = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert data["n_samples"] == res["n_samples"] == 2
-    assert data["frames_per_sample"] == 48  # 12 clips of 4 frames
+    assert data["frames_per_sample"] == 32  # 8 clips of 4 frames
     assert data["fid"] is None and data["fid_status"].startswith("not_run")
     assert data["fvd"] is None and data["fvd_status"].startswith("not_run")
     for s in data["samples"]:
-        assert len(s["clips"]) == 12
-        assert [b["t_start_s"] for b in s["bins"]] == [0.0, 0.64, 1.28]  # 16-frame bins
+        assert len(s["clips"]) == 8
+        assert [b["t_start_s"] for b in s["bins"]] == [0.0, 0.64]  # 16-frame bins
         for b in s["bins"]:
             assert 0.0 < b["psnr"] < metrics.PSNR_CAP and -1.0 <= b["ssim"] < 1.0
             assert b["landmark_dist"] is not None and b["landmark_dist"] > 0
             assert "sync_c" in b and b["sync_scorer"] == "energy"
-    assert len(data["drift"]["identity_sim"]) == 3
+    assert len(data["drift"]["identity_sim"]) == 2
     png = (tmp_path / "ev" / "drift.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -65,13 +65,13 @@ def test_ground_truth_as_generator_scores_perfectly(mcdm_shards, tmp_path, monke
 
     monkeypatch.setattr(evaluate, "iter_clips", replay)
     monkeypatch.setattr(evaluate, "iter_samples", capture)
-    res = evaluate.main(_args(mcdm_shards, tmp_path / "ev", tmp_path / "nomodels", "--clips", "25",
+    res = evaluate.main(_args(mcdm_shards, tmp_path / "ev", tmp_path / "nomodels", "--clips", "12",
                               "--bin-s", "2", "--max-samples", "1"))
     s = res["samples"][0]
     assert s["ssim"] == 1.0 and s["psnr"] == metrics.PSNR_CAP
     assert s["landmark_dist"] == 0.0
     assert s["identity_sim"] > 0.95
-    assert s["bins"][0]["sync_c"] > 0.05  # real footage with its own audio is in sync
+    assert len(s["bins"]) == 1 and s["bins"][0]["sync_c"] > 0.3  # real footage with its own audio is in sync
 
 
 def test_drift_curve_and_slope_on_known_bins():

@@ -99,6 +99,7 @@ def test_sync_lower_for_shifted_or_foreign_audio(clips, face, landmarks, name, t
     assert own["sync_c"] > late["sync_c"] + 0.3
     assert own["sync_c"] > foreign["sync_c"] + 0.3
     assert own["sync_d"] < min(late["sync_d"], foreign["sync_d"])
+    assert own["sync_conf"] > foreign["sync_conf"]  # the scorer's best-lag confidence: another voice is chance
     if name == CLIPS[0]:  # on this clip the weight-free scorer also finds the lags (it misses them on the other)
         assert abs(own["sync_offset"]) <= 2
         assert late["sync_offset"] - own["sync_offset"] == pytest.approx(8, abs=1)
