@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .config import LANGS, BuildConfig, load_config, save_config
+from .config import LANGS, SAMPLE_MANIFESTS, BuildConfig, load_config, save_config
 from .manifest import load_manifests
 from .record import Row
 from .stages.base import Stage
@@ -180,7 +180,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lang", default="all", help=f"comma list of languages or 'all' ({','.join(LANGS)})")
     p.add_argument("--manifests", default=None, help="manifest dir: <lang>.csv files (default: manifests/sample)")
     p.add_argument("--out", default=None, help="output dir: shards/, index.parquet, report.html (default: out)")
-    p.add_argument("--config", default=None, help="YAML file overriding any BuildConfig field (see config.py)")
+    p.add_argument("--config", default=None, help="YAML file overriding any BuildConfig field (see config.py); "
+                   "default: <manifests>/config.yaml when present")
     p.add_argument("--models-dir", default=None, help="local weights dir (default ~/.cache/talkingface-wild/models)")
     p.add_argument("--limit", type=int, default=None, help="at most N source rows per language")
     p.add_argument("--num-gpus", type=float, default=None, help="GPUs per model actor, e.g. 0.25 (default 0)")
@@ -200,8 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"error: unknown language(s) {bad}; choose from {', '.join(LANGS)}", file=sys.stderr)
         return 2
+    config_path = args.config
+    local_yaml = Path(args.manifests or SAMPLE_MANIFESTS) / "config.yaml"
+    if config_path is None and local_yaml.is_file():
+        # A manifest folder may carry build settings tuned for its footage (the sample's smaller faces).
+        log.info("using build settings from %s", local_yaml)
+        config_path = str(local_yaml)
     cfg = load_config(
-        args.config,
+        config_path,
         langs=langs,
         manifests=args.manifests,
         out=args.out,

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 LANGS: tuple[str, ...] = ("en", "zh", "es", "fr", "de", "ja", "ko", "ru", "pt", "ar")
+SAMPLE_MANIFESTS = str(Path(__file__).resolve().parents[1] / "manifests" / "sample")
 
 
 def default_models_dir() -> str:
@@ -35,7 +36,7 @@ class NormalizeConfig:
     fps: int = 25
     sample_rate: int = 16000
     crf: int = 18
-    max_height: int = 1080
+    max_short_side: int = 1080  # downscale so the shorter side is at most this (portrait keeps its faces)
     timeout_s: float = 1800.0
     preset: str = "superfast"  # x264 preset of norm.mkv: see benchmarks/RESULTS_ingest.md (speed vs size)
 
@@ -58,7 +59,7 @@ class FacesConfig:
     iou_link: float = 0.5
     max_missed_frames: int = 25
     min_presence: float = 0.9
-    min_face_px: int = 128  # longest side of the tight detector box, in normalised px; see RESULTS_faces.md
+    min_face_px: int = 256  # longest side of the tight detector box, normalised px (DESIGN: >= 256 for 512² crops)
     crop_size: int = 512
     crop_padding: float = 0.4
     smooth_window: int = 5
@@ -103,7 +104,7 @@ class SinkConfig:
 @dataclass
 class BuildConfig:
     out: str = "out"
-    manifests: str = "manifests/sample"
+    manifests: str = SAMPLE_MANIFESTS
     langs: list[str] = field(default_factory=lambda: list(LANGS))
     models_dir: str = field(default_factory=default_models_dir)
     limit: int = 0  # max source rows per language (0 = all)

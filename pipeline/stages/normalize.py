@@ -64,8 +64,11 @@ class Normalize(Stage):
         tmp_norm, tmp_wav = work / f".norm.{os.getpid()}.mkv", work / f".audio.{os.getpid()}.wav"
         # Both streams start at the file's t=0 (first frame repeated, silence padded), so sample i of audio.wav
         # and frame k of norm.mkv line up even when the source's streams start at different times.
-        # Autorotation happens before the filters, so ih is the displayed height; -2 keeps aspect and even width.
-        vf = f"fps={c.fps}:start_time=0,scale=-2:'trunc(min(ih,{c.max_height})/2)*2':flags=bicubic,setsar=1,format=yuv420p"
+        # Autorotation happens before the filters, so iw/ih are the displayed size. The shorter side is capped
+        # (portrait footage keeps its face resolution); -2 keeps the aspect with an even other side.
+        m = c.max_short_side
+        scale = (f"scale='if(lt(iw,ih),trunc(min(iw,{m})/2)*2,-2)':'if(lt(iw,ih),-2,trunc(min(ih,{m})/2)*2)'")
+        vf = f"fps={c.fps}:start_time=0,{scale}:flags=bicubic,setsar=1,format=yuv420p"
         af = f"aresample={c.sample_rate}:async=1:first_pts=0"
         audio_out = ["-af", af, "-ac", "1", "-ar", str(c.sample_rate), "-c:a", "pcm_s16le"]
         try:

@@ -30,15 +30,15 @@ def _row(path: Path, sid: str = "clip") -> dict:
 
 
 @pytest.mark.parametrize(
-    "name,max_height,size",
+    "name,max_short_side,size",
     [
         ("retalking_face1_en.mp4", 1080, (700, 700)),  # variable frame rate (1350/61 avg)
-        ("latentsync_demo1_ru_10s.mp4", 720, (406, 720)),  # portrait 1080x1920 HEVC, scaled, even width
+        ("latentsync_demo1_ru_10s.mp4", 720, (720, 1280)),  # portrait 1080x1920 HEVC: short side capped
     ],
 )
-def test_real_clip_becomes_25fps_cfr_h264_and_16k_mono(tmp_path, shared_media, name, max_height, size):
+def test_real_clip_becomes_25fps_cfr_h264_and_16k_mono(tmp_path, shared_media, name, max_short_side, size):
     src = shared_media / "video_av" / name
-    cfg = BuildConfig(out=str(tmp_path), normalize=NormalizeConfig(max_height=max_height))
+    cfg = BuildConfig(out=str(tmp_path), normalize=NormalizeConfig(max_short_side=max_short_side))
     [row] = Normalize(cfg)(_row(src))
     assert row["status"] == "ok", row
     assert Path(row["norm_path"]) == cfg.work_dir / "en" / row["video_key"] / "norm.mkv"
