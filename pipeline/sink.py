@@ -90,9 +90,23 @@ class ShardSink:
         self.n_dropped = 0
         self._open: dict[str, _Shard] = {}
         self._pending: set[str] = set()
+        self._lock = self._take_lock()  # before _recover: it deletes .tmp files a live writer would still need
         self._done: set[str] = self._recover()
 
     # ---- startup ------------------------------------------------------------------------------------------
+    def _take_lock(self) -> Any:
+        """One writer per output dir: a second build on the same --out would delete the first one's open shard."""
+        import fcntl
+
+        path = self.out / ".sink.lock"
+        fh = open(path, "a+")  # noqa: SIM115 - held until close(); the OS drops it if the process dies
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise RuntimeError(f"another build is writing to {self.out} (holds {path}): wait for it, or use another --out") from None
+        return fh
+
     def _recover(self) -> set[str]:
         """Undo whatever a killed run left half done; return the video keys whose ledger is committed."""
         for tmp in list(self.shards_dir.glob("*/*.tar.tmp")) + list(self.ledger_dir.glob("*.tmp")):
@@ -182,7 +196,10 @@ class ShardSink:
         """Commit every open shard, then write <out>/index.parquet from all ledger files; returns its path."""
         for lang in list(self._open):
             self._close_shard(lang)
-        return write_index(self.ledger_dir, self.out / "index.parquet")
+        try:
+            return write_index(self.ledger_dir, self.out / "index.parquet")
+        finally:
+            self._lock.close()  # releases the flock
 
     # ---- internals ----------------------------------------------------------------------------------------
     def _read_sample(self, row: Row) -> dict[str, bytes] | None:

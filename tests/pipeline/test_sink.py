@@ -152,8 +152,12 @@ def _all_videos(m):
             dropped_video("en", "c4"), video(m, "en", "c5", kept=1)]  # fmt: skip
 
 
+_SINKS: list[ShardSink] = []
+
+
 def _run(out: Path, videos: list[list[dict]]) -> None:
     s = ShardSink(_cfg(out, max_count=2))
+    _SINKS.append(s)
     for rows in videos:
         if not s.is_done(rows[0]["video_key"]):
             s.add_video(rows)
@@ -184,6 +188,7 @@ def test_crash_between_ledger_and_rename_resumes_without_loss_or_duplicates(tmp_
     with pytest.raises(Killed):
         _run(out, _all_videos(m))
     monkeypatch.setattr(sink_mod.os, "replace", real_replace)
+    _SINKS[-1]._lock.close()  # what the OS does for a killed process
     leftovers = list((out / "shards").rglob("*.tar.tmp"))
     assert len(leftovers) == 2 and (out / "ledger" / "ja-c3.json").exists()  # ja shard: ledger written, no rename
 
@@ -192,6 +197,7 @@ def test_crash_between_ledger_and_rename_resumes_without_loss_or_duplicates(tmp_
     assert s.is_done("en-c1") and not s.is_done("en-c4")  # c4 never arrived
     assert not s.is_done("ja-c3")  # its ledger pointed at a shard that never appeared: removed
     assert not s.is_done("en-c2")  # in the open en shard when killed
+    s.close()
     _run(out, _all_videos(m))
     keys = _shard_keys(out)
     assert sorted(keys) == expected and len(keys) == len(set(keys))
@@ -201,7 +207,7 @@ def test_crash_between_ledger_and_rename_resumes_without_loss_or_duplicates(tmp_
 def test_killed_with_open_shard_redoes_its_videos(tmp_path, m):
     s = ShardSink(_cfg(tmp_path))
     s.add_video(video(m, "en", "k1", kept=1))
-    # the process dies here: no close(), the .tmp shard stays behind
+    s._lock.close()  # the process dies here: no close(), the .tmp shard stays behind, the OS drops its lock
     (tmp_path / "ledger" / "junk.json.tmp").write_text("{")
     s2 = ShardSink(_cfg(tmp_path))
     assert not s2.is_done("en-k1")
@@ -231,3 +237,15 @@ def test_rows_of_two_videos_in_one_call_are_committed_separately(tmp_path, m):
     rows = json.loads((tmp_path / "ledger" / "en-mix2.json").read_text())["rows"]
     assert [r["key"] for r in rows] == ["en-mix2-s0000", "en-mix2-s0001"]
     assert sorted(_shard_keys(tmp_path)) == ["en-mix1-s0000", "en-mix2-s0000"]
+
+
+def test_one_writer_per_output_dir(tmp_path, m):
+    s = ShardSink(_cfg(tmp_path))
+    s.add_video(video(m, "en", "l1", kept=1))
+    with pytest.raises(RuntimeError, match="another build is writing"):
+        ShardSink(_cfg(tmp_path))  # would otherwise delete s's open .tar.tmp
+    assert list((tmp_path / "shards" / "en").glob("*.tar.tmp"))
+    s.close()
+    s2 = ShardSink(_cfg(tmp_path))  # lock released by close()
+    assert s2.is_done("en-l1")
+    s2.close()
