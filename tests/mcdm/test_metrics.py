@@ -147,3 +147,21 @@ def test_fid_runs_with_torchvision_state_dict(tmp_path, clips):
     assert same["fid"] == pytest.approx(0.0, abs=1e-3)
     fm.add(a, b)
     assert fm.result()["fid"] > same["fid"] + 1e-3
+
+
+@pytest.mark.weights
+def test_fid_fvd_with_real_weights(clips):
+    """Needs <models_dir>/metrics/ with Inception (inception-2015-12-05.pt or the torchvision .pth) and
+    i3d_torchscript.pt: identical sets give ~0, different people give a clearly larger distance."""
+    from mcdm_model.config import default_models_dir
+
+    fm = FrechetMetrics(default_models_dir(), frame_stride=4)
+    if fm.nets["fid"] is None or fm.nets["fvd"] is None:
+        pytest.fail(f"weights missing: {fm.status}")
+    a, b = clips[CLIPS[0]][0][:64], clips[CLIPS[1]][0][:64]
+    fm.add(a, a)
+    same = fm.result()
+    fm.add(a, b)
+    mixed = fm.result()
+    assert same["fid"] == pytest.approx(0.0, abs=1e-2) and same["fvd"] == pytest.approx(0.0, abs=1e-2)
+    assert mixed["fid"] > 1.0 and mixed["fvd"] > 1.0
