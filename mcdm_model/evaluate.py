@@ -104,7 +104,8 @@ class SampleEvaluator:
                 buf = {"gen": [], "lm": [], "rows": []}
         if kept:  # held in memory only with --save-videos
             media.write_video(np.concatenate(kept), Path(a.out) / "videos" / f"{clip['key']}.mp4", cfg.fps, audio_long)
-        out = {"key": clip["key"], "frames": total_frames, "real_frames": n_real, "clips": clips, "bins": bins,
+        out = {"key": clip["key"], "frames": total_frames, "real_frames": n_real, "bin_frames": bin_frames,
+               "clips": clips, "bins": bins,
                "gen_seconds": time.perf_counter() - t0, "reference_face_found": ref_emb is not None}
         out |= _summary(bins, DRIFT_KEYS)
         return out
