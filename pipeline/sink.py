@@ -48,6 +48,17 @@ def scalar_fields(row: Row) -> dict[str, Any]:
     return out
 
 
+def _stat_size(row: Row) -> int:
+    """Bytes the row's members take on disk (0 for a missing file: it will be caught when read)."""
+    total = 0
+    for _, fld in MEMBERS:
+        try:
+            total += os.stat(row[fld]).st_size if row.get(fld) else 0
+        except OSError:
+            pass
+    return total + 4 * 512
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write via a .tmp sibling + fsync + rename so a crash never leaves a half-written file."""
     tmp = path.with_name(path.name + ".tmp")
@@ -62,18 +73,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class _Shard:
     """One open (uncommitted) shard of one language and the videos waiting for its commit."""
 
-    lang: str
-    index: int
     final: Path
+    tmp: Path
     fileobj: Any
     writer: Any
     n_bytes: int = 0
     n_samples: int = 0
     videos: list[tuple[str, list[Row]]] = field(default_factory=list)
-
-    @property
-    def tmp(self) -> Path:
-        return self.final.with_name(self.final.name + ".tmp")
 
 
 class ShardSink:
@@ -156,39 +162,40 @@ class ShardSink:
         if video_key in self._done or video_key in self._pending:
             log.warning("sink: %s arrived twice; ignoring the second copy (no duplicate samples)", video_key)
             return
-        samples: list[tuple[Row, dict[str, bytes]]] = []
-        for row in rows:
-            if not is_ok(row):
-                continue
-            sample = self._read_sample(row)
-            if sample is not None:
-                samples.append((row, sample))
         for row in rows:
             row["shard"] = ""  # set below for the rows that go into a shard
-        if not samples:
+        ok_rows = [r for r in rows if is_ok(r)]
+        if not ok_rows:
             self._commit_video(video_key, rows)
             return
-        lang = rows[0].get("lang_expected") or samples[0][0].get("lang") or video_key.split("-", 1)[0]
-        size = sum(512 * 5 + sum(len(b) for b in s.values()) for _, s in samples)
+        lang = rows[0].get("lang_expected") or ok_rows[0].get("lang") or video_key.split("-", 1)[0]
+        size = sum(_stat_size(r) for r in ok_rows)  # estimate: limits are checked before the video, never inside
         shard = self._open.get(lang)
         if shard is not None and shard.n_samples and (
-            shard.n_samples + len(samples) > self.cfg.sink.shard_max_count
+            shard.n_samples + len(ok_rows) > self.cfg.sink.shard_max_count
             or shard.n_bytes + size > self.cfg.sink.shard_max_bytes
         ):
             self._close_shard(lang)
             shard = None
         if shard is None:
             shard = self._open_shard(lang)
-        for row, sample in samples:
+        kept = 0
+        for row in ok_rows:  # one sample in memory at a time; a sample is read whole before any byte is written
+            sample = self._read_sample(row)
+            if sample is None:
+                continue
             row["shard"] = shard.final.name
             sample["json"] = json.dumps(scalar_fields(row), ensure_ascii=False, sort_keys=True).encode("utf-8")
-            shard.writer.write({"__key__": row["key"], **sample})
-        shard.n_samples += len(samples)
-        shard.n_bytes += size
+            shard.n_bytes += shard.writer.write({"__key__": row["key"], **sample}) + 512 * len(sample)
+            kept += 1
+        self.n_kept += kept
+        if not kept:  # every kept row failed to read: nothing waits for the shard
+            self._commit_video(video_key, rows)
+            return
+        shard.n_samples += kept
         shard.videos.append((video_key, rows))
         self._pending.add(video_key)
-        self.n_kept += len(samples)
-        self.n_dropped += len(rows) - len(samples)
+        self.n_dropped += len(rows) - kept
         if shard.n_samples >= self.cfg.sink.shard_max_count or shard.n_bytes >= self.cfg.sink.shard_max_bytes:
             self._close_shard(lang)
 
@@ -227,12 +234,11 @@ class ShardSink:
     def _open_shard(self, lang: str) -> _Shard:
         import webdataset as wds
 
-        index = self._next_index(lang)
-        final = self.shards_dir / lang / f"{lang}-{index:06d}.tar"
+        final = self.shards_dir / lang / f"{lang}-{self._next_index(lang):06d}.tar"
         final.parent.mkdir(parents=True, exist_ok=True)
-        fileobj = open(final.with_name(final.name + ".tmp"), "wb")  # noqa: SIM115 - closed in _close_shard
-        writer = wds.TarWriter(fileobj, encoder=False, mtime=time.time())
-        shard = _Shard(lang=lang, index=index, final=final, fileobj=fileobj, writer=writer)
+        tmp = final.with_name(final.name + ".tmp")
+        fileobj = open(tmp, "wb")  # noqa: SIM115 - closed in _close_shard
+        shard = _Shard(final, tmp, fileobj, wds.TarWriter(fileobj, encoder=False, mtime=time.time()))
         self._open[lang] = shard
         return shard
 
@@ -243,6 +249,9 @@ class ShardSink:
         shard.fileobj.flush()
         os.fsync(shard.fileobj.fileno())
         shard.fileobj.close()
+        if not shard.n_samples:  # opened for a video whose files all failed to read
+            shard.tmp.unlink(missing_ok=True)
+            return
         for video_key, rows in shard.videos:
             self._write_ledger(video_key, rows)
         os.replace(shard.tmp, shard.final)

@@ -88,6 +88,11 @@ def test_unreadable_files_become_write_failed(tmp_path, m):
     assert "missing.mp4" in index.loc["en-vid_c-s0001", "drop_detail"]
     assert (s.n_kept, s.n_dropped) == (1, 3)
 
+    s = ShardSink(_cfg(tmp_path / "none"))  # the only video's files are all unreadable: no empty shard appears
+    s.add_video([r | {"track_path": str(tmp_path / "gone.npz")} for r in video(m, "en", "vid_e", kept=2)])
+    s.close()
+    assert not list((tmp_path / "none" / "shards").rglob("*.tar*")) and s.is_done("en-vid_e")
+
 
 def test_temp_then_rename_and_dropped_videos_commit_at_once(tmp_path, m):
     s = ShardSink(_cfg(tmp_path))
