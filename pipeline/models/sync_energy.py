@@ -156,6 +156,7 @@ class EnergySyncScorer:
     """The offline default: no weights, ~0.1 s per 10 s clip after decoding."""
 
     name = "energy"
+    offset_reliable = False  # added shifts are found, but the k=0 reading has a clip-dependent bias (see stage)
 
     def __init__(self, search_frames: int = 15, use_landmarks: bool = False):
         """use_landmarks: place the mouth box from the track's landmarks; off by default because on the real clips

@@ -87,6 +87,7 @@ class SyncNetScorer:
     """Upstream evaluation: mean embedding distance per audio shift; offset = best shift, conf = median - min."""
 
     name = "syncnet"
+    offset_reliable = True
 
     def __init__(self, model: SyncNet, search_frames: int = 15, batch: int = 20):
         self.model, self.search, self.batch = model, search_frames, batch

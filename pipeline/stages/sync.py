@@ -4,6 +4,11 @@ Scorers share one interface: `score(frames_or_track, audio_16k, fps=25, audio_le
 and `curve(...)` with the per-offset values for debugging. Positive offset = audio lags video (the audio must be
 moved earlier by that many frames). The stage reads search_frames of audio context on each side of the clip so
 shifted audio is compared with real audio, not padding, and stores the raw offset and confidence on every row.
+
+The clip audio is moved by the measured offset only when the scorer's offsets are trustworthy to +-1 frame
+(`offset_reliable`: SyncNet). The weight-free energy scorer finds *added* shifts reliably, but its k=0 reading
+on real in-sync clips carries a clip-dependent bias of -3..+6 frames (benchmarks/RESULTS_sync.md); moving the
+audio by that would misalign clips that were in sync, so with it the audio is kept as is (sync_shift_frames = 0).
 """
 
 from __future__ import annotations
@@ -87,7 +92,9 @@ class SyncFilter(Stage):
         row["sync_scorer"] = self.scorer.name
         if abs(curve.offset) > sc.max_offset_frames or curve.conf < sc.min_conf:
             return drop(row, "out_of_sync", self.name, f"offset {curve.offset} conf {curve.conf:.2f}")
+        shift = int(curve.offset) if getattr(self.scorer, "offset_reliable", True) else 0
         wav = Path(row["crop_path"]).parent / f"{row['key']}.wav"
-        media.write_wav(aligned_clip_audio(context, n, lead, curve.offset), wav, SR)
+        media.write_wav(aligned_clip_audio(context, n, lead, shift), wav, SR)
         row["clip_wav_path"] = str(wav)
+        row["sync_shift_frames"] = shift
         return row

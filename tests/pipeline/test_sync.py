@@ -13,7 +13,7 @@ import sync_media  # noqa: E402
 
 from pipeline import media  # noqa: E402
 from pipeline.config import BuildConfig  # noqa: E402
-from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
+from pipeline.models.sync_energy import EnergySyncScorer, SyncCurve  # noqa: E402
 from pipeline.models.syncnet import SyncNet, SyncNetScorer  # noqa: E402
 from pipeline.stages.sync import SyncFilter, load_sync_scorer  # noqa: E402
 
@@ -84,7 +84,7 @@ def test_energy_scorer_recovers_added_shifts(accuracy):
     assert accuracy["recovery"] >= 0.4, accuracy
 
 
-@pytest.mark.xfail(strict=False, reason="absolute recovery ~55-70 %: some real clips read a constant offset at k=0")
+@pytest.mark.xfail(strict=False, reason="absolute recovery 43-69 %: the k=0 reading has a clip-dependent bias of -3..+6 frames")
 def test_energy_scorer_recovers_absolute_shifts(accuracy):
     assert accuracy["recovery"] >= 0.9, accuracy
 
@@ -102,25 +102,54 @@ def _row(src: dict, tmp: Path, key: str, shift_k: int = 0) -> dict:
     return row
 
 
-def test_stage_measures_shift_realigns_audio_and_drops(sync_rows, tmp_path):
+def test_stage_measures_shift_keeps_audio_and_drops(sync_rows, tmp_path):
+    """Real clip, audio delayed 4 / 10 frames: offset measured; energy scorer leaves the audio as is (its k=0
+    reading is biased on some clips); |offset| > 6 is dropped out_of_sync."""
     src = next(r for r in sync_rows if r["key"] == "retalking_face2_en")
     cfg = BuildConfig(out=str(tmp_path))
     cfg.sync.min_conf = 0.0
     stage = SyncFilter(cfg)
     assert stage.scorer.name == "energy"
-    [kept] = stage(_row(src, tmp_path, "en-k4", shift_k=4))
+    row = _row(src, tmp_path, "en-k4", shift_k=4)
+    [kept] = stage(dict(row))
     assert kept["status"] == "ok", kept
     assert abs(kept["av_offset_frames"] - 4) <= 1 and kept["sync_scorer"] == "energy"
+    assert kept["sync_shift_frames"] == 0
     wav = media.read_audio(kept["clip_wav_path"])
     n = len(media.read_frames(kept["crop_path"], size=(16, 16)))
     assert len(wav) == n * 640
-    truth = media.read_audio(src["audio_path"])[15 * 640 : 15 * 640 + len(wav)]
-    shift_err = kept["av_offset_frames"] - 4  # re-aligned audio must match the original clip audio
-    ref = np.roll(truth, -shift_err * 640)
-    assert np.corrcoef(wav[2000:-2000], ref[2000:-2000])[0, 1] > 0.95
+    given = media.read_audio(row["audio_path"])[15 * 640 : 15 * 640 + len(wav)]
+    assert np.corrcoef(wav, given)[0, 1] > 0.99
     [far] = stage(_row(src, tmp_path, "en-k10", shift_k=10))
     assert far["status"] == "dropped" and far["drop_reason"] == "out_of_sync" and far["drop_stage"] == "sync"
     assert abs(far["av_offset_frames"] - 10) <= 1 and "clip_wav_path" not in far
+
+
+class _ReliableScorer:
+    """Stands in for SyncNet (weights not offline): reports the true added shift, trusted for re-alignment."""
+
+    name, offset_reliable = "fake", True
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def curve(self, video, audio, fps=25, audio_lead_frames=0):
+        offsets = np.arange(-15, 16)
+        return SyncCurve(offsets, -np.abs(offsets - self.k).astype(float), self.k, 9.0)
+
+
+def test_stage_realigns_audio_with_a_reliable_scorer(sync_rows, tmp_path):
+    src = next(r for r in sync_rows if r["key"] == "retalking_face2_en")
+    stage = SyncFilter(BuildConfig(out=str(tmp_path)))
+    stage.scorer = _ReliableScorer(5)
+    [kept] = stage(_row(src, tmp_path, "en-r5", shift_k=5))
+    assert kept["status"] == "ok" and kept["av_offset_frames"] == 5 and kept["sync_shift_frames"] == 5
+    wav = media.read_audio(kept["clip_wav_path"])
+    truth = media.read_audio(src["audio_path"])[15 * 640 : 15 * 640 + len(wav)]  # the unshifted clip audio
+    assert len(wav) == len(truth) and np.corrcoef(wav, truth)[0, 1] > 0.99
+    stage.scorer = _ReliableScorer(-15)  # beyond max_offset_frames = 6
+    [row] = stage(_row(src, tmp_path, "en-r-15", shift_k=0))
+    assert row["drop_reason"] == "out_of_sync"
 
 
 def test_stage_conf_threshold_passthrough_and_errors(sync_rows, tmp_path):
