@@ -10,7 +10,7 @@ faces      track_path (.npz: frames, boxes, landmarks, pose, mouth_open, id_embe
            face_px, n_faces, face_coverage, yaw_abs_mean, pitch_abs_mean, detector
 language   lang, lang_prob, lang_top3 (json), speech_ratio, n_speakers (-1 = check did not run), transcript
            speaker_check ("pyannote" | "not_run"), lang_model (which Whisper weights)
-sync       av_offset_frames, sync_conf, sync_scorer
+sync       av_offset_frames, sync_conf, sync_scorer, clip_wav_path (.wav), sync_shift_frames (audio moved by)
 quality    sharpness, brightness, yaw_abs_max, pitch_abs_max
 sink       shard (path of the shard holding the kept clip, "" for drops)
 

@@ -156,6 +156,7 @@ class EnergySyncScorer:
     """The offline default: no weights, ~0.1 s per 10 s clip after decoding."""
 
     name = "energy"
+    input_size = 128  # crop frames are decoded at this size (the mouth box is resized to 48x32 anyway)
     offset_reliable = False  # added shifts are found, but the k=0 reading has a clip-dependent bias (see stage)
 
     def __init__(self, search_frames: int = 15, use_landmarks: bool = False):

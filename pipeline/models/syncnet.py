@@ -88,6 +88,7 @@ class SyncNetScorer:
 
     name = "syncnet"
     offset_reliable = True
+    input_size = 224
 
     def __init__(self, model: SyncNet, search_frames: int = 15, batch: int = 20):
         self.model, self.search, self.batch = model, search_frames, batch

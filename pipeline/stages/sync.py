@@ -74,7 +74,9 @@ class SyncFilter(Stage):
 
     def process(self, row: Row) -> Row | list[Row]:
         sc = self.cfg.sync
-        frames = media.read_frames(row["crop_path"])
+        size = int(getattr(self.scorer, "input_size", 224))  # decode small: 20 s of 512 px RGB would be 390 MB
+        full = media.probe(row["crop_path"]).get("width") or size
+        frames = media.read_frames(row["crop_path"], size=(size, size))
         n = len(frames)
         if n < 2 * FPS:
             raise media.MediaError(f"crop has {n} frames, too short to measure sync")
@@ -83,7 +85,7 @@ class SyncFilter(Stage):
         if track_path and Path(track_path).is_file():
             with np.load(track_path) as t:
                 if "landmarks_crop" in t.files and len(t["landmarks_crop"]) == n:
-                    video["landmarks_crop"] = t["landmarks_crop"]
+                    video["landmarks_crop"] = t["landmarks_crop"] * (size / full)
         lead = sc.search_frames
         context = read_context_audio(row["audio_path"], float(row["start_s"]), n, lead)
         curve = self.scorer.curve(video, context, FPS, audio_lead_frames=lead)
