@@ -87,7 +87,10 @@ def main() -> None:
               f"{np.median(r['mis']):.2f} / {max(r['mis']):.2f} |")  # fmt: skip
     print(f"| **all ({len(rows)} clips)** | | | | **{res['recovery']:.1%}** | **{res['relative']:.1%}** "
           f"| **AUC {res['auc']:.3f}** |")
-    print(f"\nscorer time per call (after decoding): {res['s_per_call'] * 1000:.1f} ms")
+    pos = np.array([r["conf0"] for r in res["clips"]])
+    neg = np.array([m for r in res["clips"] for m in r["mis"]])
+    print(f"\nat min_conf 3.0: in-sync kept {np.mean(pos >= 3.0):.0%}, mismatched rejected {np.mean(neg < 3.0):.0%}")
+    print(f"scorer time per call (after decoding): {res['s_per_call'] * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
