@@ -78,8 +78,8 @@ class SyncFilter(Stage):
         full = media.probe(row["crop_path"]).get("width") or size
         frames = media.read_frames(row["crop_path"], size=(size, size))
         n = len(frames)
-        if n < 2 * FPS:
-            raise media.MediaError(f"crop has {n} frames, too short to measure sync")
+        if n < 2 * FPS:  # too few frames for a trustworthy curve: unverifiable sync is not kept
+            return drop(row, "out_of_sync", self.name, f"crop has {n} frames, too short to measure sync")
         video: dict = {"frames": frames}
         track_path = row.get("track_path")
         if track_path and Path(track_path).is_file():

@@ -161,6 +161,10 @@ def test_stage_conf_threshold_passthrough_and_errors(sync_rows, tmp_path):
     assert low["drop_reason"] == "out_of_sync" and np.isfinite(low["sync_conf"])
     dropped = {"key": "en-x", "status": "dropped", "drop_reason": "no_face", "drop_stage": "faces"}
     assert stage(dict(dropped)) == [dropped]
+    short = tmp_path / "short_crop.mp4"
+    media.write_video(media.read_frames(src["crop_path"])[:30], short)
+    [brief] = stage(dict(_row(src, tmp_path, "en-s"), crop_path=str(short)))
+    assert brief["drop_reason"] == "out_of_sync" and "too short" in brief["drop_detail"]
     [bad] = stage(dict(_row(src, tmp_path, "en-b"), crop_path=str(tmp_path / "missing.mp4")))
     assert bad["status"] == "dropped" and bad["drop_reason"] == "error" and bad["drop_stage"] == "sync"
 
