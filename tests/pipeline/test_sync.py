@@ -184,3 +184,29 @@ def test_load_sync_scorer_choices(tmp_path):
     cfg.sync.scorer = "lightasd"
     with pytest.raises(ValueError, match="auto \\| syncnet \\| energy"):
         load_sync_scorer(cfg)
+
+
+def test_sync_and_quality_on_real_faces_stage_output(shared_media, media_cache, tmp_path):
+    """Contract check: the real FaceTrack output (crop, track .npz) feeds SyncFilter and QualityFilter."""
+    from pipeline.stages.faces import FaceTrack
+    from pipeline.stages.quality import QualityFilter
+
+    norm = sync_media.normalize(shared_media / "video_av" / "vexpress_AOC_en_4s.mp4", media_cache / "sync_vexpress.mkv")
+    audio = tmp_path / "audio.wav"
+    media.write_wav(media.read_audio(norm), audio)
+    info = media.probe(norm)
+    n = len(media.read_frames(norm, size=(16, 16)))
+    cfg = BuildConfig(out=str(tmp_path / "out"))
+    cfg.sync.min_conf = 0.0
+    row = {"key": "en-vx-s0000", "video_key": "en-vx", "lang_expected": "en", "source_id": "vx", "shot_index": 0,
+           "status": "ok", "drop_reason": "", "drop_stage": "", "norm_path": str(norm), "audio_path": str(audio),
+           "fps": 25.0, "width": info["width"], "height": info["height"], "start_s": 0.0, "end_s": n / 25}  # fmt: skip
+    [faced] = FaceTrack(cfg)(row)
+    assert faced["status"] == "ok", faced
+    [synced] = SyncFilter(cfg)(faced)
+    assert synced["status"] == "ok", synced
+    assert abs(synced["av_offset_frames"]) <= 2 and synced["sync_conf"] > 2.0
+    n_crop = len(media.read_frames(synced["crop_path"], size=(16, 16)))
+    assert len(media.read_audio(synced["clip_wav_path"])) == n_crop * 640
+    [q] = QualityFilter(cfg)(synced)
+    assert q["sharpness"] > 0 and q["brightness"] > 30 and np.isfinite(q["yaw_abs_max"])
