@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
 
 # Two short real clips: one English HDTF crop, one Mandarin portrait clip (the languages differ on purpose).
-CLIPS = {"en": "vexpress_AOC_en_4s.mp4", "zh": "liveportrait_d20_zh.mp4"}
+CLIPS = {"en": "hdtf_WDA_AOC_en_8s.mp4", "zh": "liveportrait_d20_zh.mp4"}
 
 
 def _run(args: list[str], timeout: int) -> subprocess.CompletedProcess:
