@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pipeline.config import merge_dataclass
 
 
 def default_models_dir() -> str:
@@ -101,22 +103,9 @@ def model_config(size: str = "MCDM-T", **overrides: Any) -> ModelConfig:
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
     cfg = ModelConfig()
-    _merge(cfg, copy.deepcopy(SIZES[size]), size)
-    _merge(cfg, overrides, "override")
+    merge_dataclass(cfg, copy.deepcopy(SIZES[size]), size)
+    merge_dataclass(cfg, overrides, "override")
     return cfg
-
-
-def _merge(obj: Any, data: dict[str, Any], where: str) -> Any:
-    known = {f.name: f for f in fields(obj)}
-    for name, value in data.items():
-        if name not in known:
-            raise ValueError(f"{where}: unknown setting {name!r} (known: {', '.join(sorted(known))})")
-        current = getattr(obj, name)
-        if is_dataclass(current):
-            _merge(current, value, f"{where}.{name}")
-        else:
-            setattr(obj, name, tuple(value) if isinstance(current, tuple) else value)
-    return obj
 
 
 def load_yaml(path: str | Path | None, model: ModelConfig, train: TrainConfig) -> None:
@@ -126,8 +115,8 @@ def load_yaml(path: str | Path | None, model: ModelConfig, train: TrainConfig) -
     data = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(data, dict) or set(data) - {"model", "train"}:
         raise ValueError(f"{path}: expected a mapping with keys 'model' and/or 'train'")
-    _merge(model, data.get("model") or {}, f"{path}:model")
-    _merge(train, data.get("train") or {}, f"{path}:train")
+    merge_dataclass(model, data.get("model") or {}, f"{path}:model")
+    merge_dataclass(train, data.get("train") or {}, f"{path}:train")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -136,4 +125,4 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    return _merge(cls(), dict(data), cls.__name__)
+    return merge_dataclass(cls(), dict(data), cls.__name__)

@@ -124,7 +124,8 @@ class BuildConfig:
         return Path(self.out) / "work"
 
 
-def _merge(obj: Any, data: dict[str, Any], where: str) -> Any:
+def merge_dataclass(obj: Any, data: dict[str, Any], where: str) -> Any:
+    """Apply a (YAML) mapping onto nested dataclasses in place; unknown keys raise naming where they were."""
     known = {f.name: f for f in fields(obj)}
     for name, value in data.items():
         if name not in known:
@@ -133,9 +134,9 @@ def _merge(obj: Any, data: dict[str, Any], where: str) -> Any:
         if is_dataclass(current):
             if not isinstance(value, dict):
                 raise ValueError(f"{where}.{name}: expected a mapping")
-            _merge(current, value, f"{where}.{name}")
+            merge_dataclass(current, value, f"{where}.{name}")
         else:
-            setattr(obj, name, value)
+            setattr(obj, name, tuple(value) if isinstance(current, tuple) else value)
     return obj
 
 
@@ -146,8 +147,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> BuildConfig
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
-        _merge(cfg, data, str(path))
-    _merge(cfg, {k: v for k, v in overrides.items() if v is not None}, "override")
+        merge_dataclass(cfg, data, str(path))
+    merge_dataclass(cfg, {k: v for k, v in overrides.items() if v is not None}, "override")
     return cfg
 
 
