@@ -207,18 +207,24 @@ def main(argv: list[str] | None = None) -> int:
         # A manifest folder may carry build settings tuned for its footage (the sample's smaller faces).
         log.info("using build settings from %s", local_yaml)
         config_path = str(local_yaml)
-    cfg = load_config(
-        config_path,
-        langs=langs,
-        manifests=args.manifests,
-        out=args.out,
-        models_dir=args.models_dir,
-        limit=args.limit,
-        num_gpus=args.num_gpus,
-        actors=args.actors,
-        language={"transcribe": True} if args.transcribe else None,
-    )
-    stats = build(cfg, use_ray=not args.no_ray, stages=resolve_stages(args.stages))
+    try:
+        cfg = load_config(
+            config_path,
+            langs=langs,
+            manifests=args.manifests,
+            out=args.out,
+            models_dir=args.models_dir,
+            limit=args.limit,
+            num_gpus=args.num_gpus,
+            actors=args.actors,
+            language={"transcribe": True} if args.transcribe else None,
+        )
+        stats = build(cfg, use_ray=not args.no_ray, stages=resolve_stages(args.stages))
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        # bad manifest line, unknown setting, missing weights or tools: one clear line (-v adds the traceback)
+        log.debug("build failed", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     kept = stats.get("totals", {}).get("kept", 0)
     print(f"kept {kept} clips; shards, index.parquet and report.html in {cfg.out}")
     return 0
