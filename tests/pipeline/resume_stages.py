@@ -112,7 +112,12 @@ def setup_inputs(tmp: Path, shared_media: Path, n_videos: int) -> tuple[Path, Pa
     """A manifest of the `n_videos` shortest clips and a config that commits a shard after every kept video."""
     manifests = write_manifest(tmp / "manifests", shared_media, CLIPS[:n_videos])
     cfg_yaml = tmp / "build.yaml"
-    cfg_yaml.write_text("sink:\n  shard_max_count: 1\n")
+    # Commit a shard after every kept video, and open the score gates: these runs test the sink, the ledger and
+    # Ray, so which clips pass the sync / quality thresholds must not decide whether there is anything to compare.
+    cfg_yaml.write_text(
+        "sink:\n  shard_max_count: 1\nsync:\n  min_conf: 0.0\n  max_offset_frames: 15\n"
+        "quality:\n  min_sharpness: 0.0\n  min_brightness: 0.0\n"
+    )
     return manifests, cfg_yaml
 
 
