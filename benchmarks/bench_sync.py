@@ -41,10 +41,10 @@ def evaluate(rows: list[dict], scorer, shifts=range(-10, 11)) -> dict:
         audio = media.read_audio(row["audio_path"])
         n = min(len(frames), len(audio) // sync_media.HOP)
         clips.append({"key": row["key"], "frames": frames[LEAD : n - LEAD], "audio": audio[: n * sync_media.HOP],
-                      "lms": track["landmarks_crop"][LEAD : n - LEAD]})  # fmt: skip
+                      "lms": track["landmarks_crop"][LEAD : n - LEAD], "mouth_open": track["mouth_open"][LEAD : n - LEAD]})  # fmt: skip
     out, t_total, calls = [], 0.0, 0
     for i, c in enumerate(clips):
-        video = {"frames": c["frames"], "landmarks_crop": c["lms"]}
+        video = {"frames": c["frames"], "landmarks_crop": c["lms"], "mouth_open": c["mouth_open"]}
         hits, found = 0, {}
         for k in shifts:
             t = time.perf_counter()

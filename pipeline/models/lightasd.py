@@ -1,13 +1,20 @@
 """Light-ASD active-speaker model (Liao et al., CVPR 2023), written from the paper; loads the upstream weights.
 
-Why here: the upstream checkpoint (MIT, `<models_dir>/lightasd/*.model`, e.g. finetuning_TalkSet.model from
-github.com/Junhua-Liao/Light-ASD) gives a per-frame "is this face speaking to this audio" score, which the sync
-stage can use to rank audio shifts. Architecture (parameter names follow the checkpoint's state dict):
+Why here: the upstream checkpoints (MIT, `<models_dir>/lightasd/*.model`, e.g. finetuning_TalkSet.model or
+pretrain_AVA_CVPR.model from github.com/Junhua-Liao/Light-ASD) give a per-frame "is this face speaking to this
+audio" score. Architecture (parameter names follow the checkpoint's state dict):
 - visual encoder: 3 blocks, each two paths (1xkxk spatial conv -> kx1x1 temporal conv, k = 3 and 5) summed and
-  fused by a 1x1x1 conv; input 112x112 gray mouth-centred face crops at 25 fps, normalised (x/255-0.4161)/0.1688;
+  fused by a 1x1x1 conv; input 112x112 gray face crops at 25 fps (`asd_face_crops`), normalised
+  (x/255-0.4161)/0.1688;
 - audio encoder: the same split design in 2-D over (MFCC, time) on 13-d MFCC at 100 fps, pooled to 25 fps;
 - detector: the two embeddings are added and run through a forward GRU then a backward GRU; a linear head gives
-  speaking logits per frame.
+  2 logits per frame; the score is the log-odds of class 1 (speaking).
+
+What it measures (benchmarks/bench_lightasd.py, RESULTS_sync.md): the MFCC matches python_speech_features 0.6
+to the bit and every layer follows the upstream code, yet it is an *activity* detector, not a sync detector. The
+TalkSet checkpoint's audio-visual head follows the visual stream (a still face scores "silent", a moving mouth
+"speaking", with any audio); the AVA checkpoint separates own speech from silence (by ~4 logits) and, weakly, from
+another speaker's speech, but its score over audio shifts is nearly flat, so it does not find A/V offsets.
 """
 
 from __future__ import annotations
@@ -134,8 +141,16 @@ class LightASD(nn.Module):
 
     def forward(self, faces: torch.Tensor, mfcc_feats: torch.Tensor) -> torch.Tensor:
         """faces (B, T, 112, 112) gray 0..255, mfcc (B, 4T, 13) -> (B, T) logit(speaking) - logit(not)."""
-        x = self.model.audioEncoder(mfcc_feats) + self.model.visualEncoder(faces)
-        logits = self.lossAV.FC(self.model.GRU(x))
+        return self.score_embeddings(self.model.visualEncoder(faces), self.model.audioEncoder(mfcc_feats))
+
+    def score_embeddings(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Back end on precomputed (B, T, 128) embeddings, so one visual pass serves many audio candidates."""
+        logits = self.lossAV.FC(self.model.GRU(visual + audio))
+        return logits[..., 1] - logits[..., 0]
+
+    def visual_only(self, faces: torch.Tensor) -> torch.Tensor:
+        """(B, T) log-odds of the visual-only head (lossV): "does this face look like it is talking"."""
+        logits = self.lossV.FC(self.model.visualEncoder(faces))
         return logits[..., 1] - logits[..., 0]
 
 
@@ -172,3 +187,23 @@ def audio_features(audio_16k: np.ndarray, n_frames: int) -> np.ndarray:
     if len(feats) < need:
         feats = np.concatenate([feats, np.repeat(feats[-1:], need - len(feats), axis=0)])
     return feats[:need].astype(np.float32)
+
+
+def asd_face_crops(frames: np.ndarray, boxes: np.ndarray, crop_scale: float = 0.4) -> np.ndarray:
+    """(N, 112, 112) float32 gray crops as the upstream demo makes them from face boxes (x1, y1, x2, y2) in frame px.
+
+    Why this window: the checkpoints were trained on it. bs = half the box's longer side; the frame is padded with
+    grey 110; the window spans [cy - bs, cy + bs(1 + 2cs)] x [cx - bs(1 + cs), cx + bs(1 + cs)], resized to 224,
+    and its centre 112x112 is kept (mouth, nose and chin)."""
+    import cv2
+
+    out = np.empty((len(frames), 112, 112), np.float32)
+    for i, (f, b) in enumerate(zip(frames, np.asarray(boxes, np.float64), strict=True)):
+        g = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if f.ndim == 3 else f
+        bs = max(b[2] - b[0], b[3] - b[1]) / 2
+        pad = int(bs * (1 + 2 * crop_scale)) + 1
+        g = np.pad(g, pad, mode="constant", constant_values=110)
+        cy, cx = (b[1] + b[3]) / 2 + pad, (b[0] + b[2]) / 2 + pad
+        win = g[int(cy - bs) : int(cy + bs * (1 + 2 * crop_scale)), int(cx - bs * (1 + crop_scale)) : int(cx + bs * (1 + crop_scale))]
+        out[i] = cv2.resize(win, (224, 224))[56:168, 56:168]
+    return out

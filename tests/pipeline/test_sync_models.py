@@ -15,7 +15,13 @@ import sync_media  # noqa: E402
 
 from pipeline import media  # noqa: E402
 from pipeline.config import default_models_dir  # noqa: E402
-from pipeline.models.lightasd import LightASD, audio_features, find_lightasd_weights, load_lightasd  # noqa: E402
+from pipeline.models.lightasd import (  # noqa: E402
+    LightASD,
+    asd_face_crops,
+    audio_features,
+    find_lightasd_weights,
+    load_lightasd,
+)
 from pipeline.models.mfcc import mel_filterbank, mfcc  # noqa: E402
 from pipeline.models.syncnet import SyncNet, SyncNetScorer, load_syncnet  # noqa: E402
 
@@ -58,20 +64,33 @@ def test_syncnet_towers_roundtrip_and_errors(tmp_path, shared_media):
     assert len(c.values) == 7 and np.isfinite(c.values).all() and -3 <= c.offset <= 3
 
 
+ASD_FRAMES = 200
+
+
 @pytest.fixture(scope="module")
 def asd_clips(shared_media, media_cache):
-    """Two real talking clips as 112x112 gray mouth-centred face crops (first 50 frames) + their audio."""
-    import cv2
-
-    rows = sync_media.prepare(shared_media, media_cache / "sync", ("retalking_face2_en.mp4", "hdtf_WDA_AOC_en_8s.mp4"))
+    """Six real talking clips as the upstream 112x112 gray face crops (up to 8 s, dlib boxes) + their audio."""
+    rows = sync_media.prepare(shared_media, media_cache / "sync", sync_media.TALKING_CLIPS)
     out = []
     for r in rows:
-        fr = media.read_frames(r["crop_path"])[:50]
-        s = fr.shape[1]  # Light-ASD's crop: face centre to chin, +-0.7 face half-size around the centre
-        g = [cv2.resize(cv2.cvtColor(f[int(0.393 * s) : int(0.893 * s), s // 4 : 3 * s // 4], cv2.COLOR_RGB2GRAY), (112, 112))
-             for f in fr]  # fmt: skip
-        out.append((np.stack(g).astype(np.float32), media.read_audio(r["audio_path"])[: 50 * 640]))
+        frames = media.read_frames(r["norm_path"], 0.0, ASD_FRAMES / 25)[:ASD_FRAMES]
+        boxes = np.load(r["track_path"])["boxes"][: len(frames)]
+        out.append((asd_face_crops(frames, boxes), media.read_audio(r["audio_path"])[: len(frames) * 640]))
     return out
+
+
+def test_asd_face_crops_window():
+    """Upstream window: rows cy - 0.3 bs .. cy + 1.1 bs and columns cx +- 0.7 bs of the box centre survive."""
+    yy, xx = np.mgrid[0:400, 0:400]
+    frames = np.stack([yy, xx, yy]).transpose(1, 2, 0)[None].astype(np.uint8)  # R = y, G = x
+    box = np.array([[100, 100, 200, 200]], np.float32)  # bs = 50, centre (150, 150)
+    import cv2
+
+    gray = cv2.cvtColor(frames[0], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    crop = asd_face_crops(frames, box)
+    assert crop.shape == (1, 112, 112)
+    assert abs(crop[0, 0, 56] - gray[135, 150]) < 3 and abs(crop[0, -1, 56] - gray[205, 150]) < 3
+    assert abs(crop[0, 56, 0] - gray[170, 115]) < 3 and abs(crop[0, 56, -1] - gray[170, 185]) < 3
 
 
 def test_lightasd_loads_real_weights_and_scores(shared_media, asd_clips):
@@ -82,23 +101,33 @@ def test_lightasd_loads_real_weights_and_scores(shared_media, asd_clips):
     assert torch.equal(model.state_dict()["model.GRU.gru_forward.weight_ih_l0"], ref["model.GRU.gru_forward.weight_ih_l0"])
     faces, audio = asd_clips[0]
     with torch.no_grad():
-        s = model(torch.from_numpy(faces)[None], torch.from_numpy(audio_features(audio, len(faces)))[None])
+        s = model(torch.from_numpy(faces[:50])[None], torch.from_numpy(audio_features(audio[: 50 * 640], 50))[None])
+        still = torch.from_numpy(np.repeat(faces[:1], 50, axis=0))[None]
+        s_still = model(still, torch.from_numpy(audio_features(audio[: 50 * 640], 50))[None])
     assert s.shape == (1, 50) and torch.isfinite(s).all()
+    assert float(s.mean()) > float(s_still.mean()) + 2  # a talking face scores above a frozen frame of it
     with pytest.raises(FileNotFoundError, match="finetuning_TalkSet.model"):
         find_lightasd_weights(default_models_dir() + "/does-not-exist")
 
 
-@pytest.mark.xfail(strict=False, reason="measured: own speech, silence and another speaker's speech score "
-                   "alike (visual branch dominates), so Light-ASD is not used as a sync scorer")
-def test_lightasd_prefers_own_audio(shared_media, asd_clips):
-    model = load_lightasd(shared_media / "weights" / "light_asd_finetuning_TalkSet.model")
-    (f0, a0), (_, a1) = asd_clips
-    with torch.no_grad():
-        def score(a):
-            return float(model(torch.from_numpy(f0)[None], torch.from_numpy(audio_features(a, len(f0)))[None]).mean())
+def _av_score(model: LightASD, visual: torch.Tensor, audio: np.ndarray) -> float:
+    feats = torch.from_numpy(audio_features(audio, visual.shape[1]))[None]
+    return float(model.score_embeddings(visual, model.model.audioEncoder(feats)).mean())
 
-        own, silence, other = score(a0), score(np.zeros_like(a0)), score(a1)
-    assert own > silence + 1 and own > other + 1, (own, silence, other)
+
+def test_lightasd_prefers_own_audio(shared_media, asd_clips):
+    """AVA checkpoint on 6 real clips: own speech scores far above silence on every clip, and above the median of
+    the other speakers' speech on most (measured 5 of 6: the margin is small, see RESULTS_sync.md)."""
+    model = load_lightasd(shared_media / "weights" / "light_asd_pretrain_AVA_CVPR.model")
+    above_other = 0
+    with torch.no_grad():
+        for i, (faces, own) in enumerate(asd_clips):
+            visual = model.model.visualEncoder(torch.from_numpy(faces)[None])
+            others = [_av_score(model, visual, np.resize(a, len(own))) for j, (_, a) in enumerate(asd_clips) if j != i]
+            s_own, s_sil = _av_score(model, visual, own), _av_score(model, visual, np.zeros_like(own))
+            assert s_own > s_sil + 3, (i, s_own, s_sil)
+            above_other += s_own > float(np.median(others))
+    assert above_other >= 4, above_other
 
 
 @pytest.mark.weights
