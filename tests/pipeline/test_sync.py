@@ -13,7 +13,7 @@ import sync_media  # noqa: E402
 
 from pipeline import media  # noqa: E402
 from pipeline.config import BuildConfig  # noqa: E402
-from pipeline.models.sync_energy import EnergySyncScorer, SyncCurve  # noqa: E402
+from pipeline.models.sync_energy import EnergySyncScorer, SyncCurve, smooth_curve  # noqa: E402
 from pipeline.models.syncnet import SyncNet, SyncNetScorer  # noqa: E402
 from pipeline.stages.sync import SyncFilter, load_sync_scorer  # noqa: E402
 
@@ -71,6 +71,15 @@ def test_energy_scorer_sign_and_offset_on_synthetic_events():
     assert EnergySyncScorer().score(frames, noise, audio_lead_frames=LEAD)[1] < c.conf
 
 
+def test_smooth_curve_prefers_a_broad_peak_over_a_one_lag_spike():
+    """A lone spike (noise) loses to a peak that neighbouring lags support; nan lags stay nan, others are used."""
+    v = np.array([0.0, 0.0, 0.5, 0.0, 0.0, 0.3, 0.4, 0.3, 0.0, np.nan, 0.2])
+    s = smooth_curve(v)
+    assert int(np.nanargmax(v)) == 2 and int(np.nanargmax(s)) == 6
+    assert np.isnan(s[9]) and s[10] == pytest.approx(0.2) and s[8] == pytest.approx(0.3 / 3)
+    assert s[6] == pytest.approx((0.3 + 0.8 + 0.3) / 4)
+
+
 def test_energy_scorer_separates_in_sync_from_other_speech(accuracy):
     """Issue target: AUC >= 0.9 of conf, own in-sync audio vs another clip's speech; most in-sync clips pass 3.0."""
     assert accuracy["auc"] >= 0.9, accuracy
@@ -84,7 +93,8 @@ def test_energy_scorer_recovers_added_shifts(accuracy):
     assert accuracy["recovery"] >= 0.4, accuracy
 
 
-@pytest.mark.xfail(strict=False, reason="absolute recovery 43-69 %: the k=0 reading has a clip-dependent bias of -3..+6 frames")
+@pytest.mark.xfail(strict=False, reason="absolute recovery 72 % on 12 clips: k=0 reads +2/-3/+6 on three sources "
+                   "(Light-ASD reads the same: possibly offset sources, no ground truth offline)")
 def test_energy_scorer_recovers_absolute_shifts(accuracy):
     assert accuracy["recovery"] >= 0.9, accuracy
 
