@@ -25,6 +25,7 @@ import sync_media  # noqa: E402
 
 from pipeline import media  # noqa: E402
 from pipeline.models.lightasd import asd_face_crops, audio_features, load_lightasd  # noqa: E402
+from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
 
 LEAD = 15
 
@@ -46,13 +47,15 @@ def main() -> None:
         audio = media.read_audio(r["audio_path"])
         n = min(len(frames), len(audio) // 640, args.frames + 2 * LEAD)
         crops = asd_face_crops(frames[LEAD : n - LEAD], np.load(r["track_path"])["boxes"][LEAD : n - LEAD])
-        clips.append((r["key"], crops, audio[: n * 640]))
+        energy_off = EnergySyncScorer().score(media.read_frames(r["crop_path"], size=(128, 128))[LEAD : n - LEAD],
+                                              audio[: n * 640], audio_lead_frames=LEAD)[0]  # fmt: skip
+        clips.append((r["key"], crops, audio[: n * 640], energy_off))
     print(f"weights: {Path(weights).name}")
-    print("| clip | frames | own | silence | other (median / max) | offset (k=0) | peak z | s per clip |")
-    print("|---|---|---|---|---|---|---|---|")
-    offs, above_sil, above_other = [], 0, 0
+    print("| clip | frames | own | silence | other (median / max) | offset (k=0) | peak z | energy scorer offset | s per clip |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    offs, above_sil, above_other, agree = [], 0, 0, 0
     with torch.no_grad():
-        for key, crops, audio in clips:
+        for key, crops, audio, energy_off in clips:
             t = time.perf_counter()
             n = len(crops)
             visual = model.model.visualEncoder(torch.from_numpy(crops)[None])
@@ -65,17 +68,18 @@ def main() -> None:
             curve = np.array([score(full[4 * (LEAD + s) : 4 * (LEAD + s + n)]) for s in range(-LEAD, LEAD + 1)])
             own = curve[LEAD]
             sil = score(audio_features(np.zeros(n * 640, np.float32), n))
-            other = [score(audio_features(np.resize(o[LEAD * 640 :], n * 640), n)) for k, _, o in clips if k != key]
+            other = [score(audio_features(np.resize(o[LEAD * 640 :], n * 640), n)) for k, _, o, _ in clips if k != key]
             off = int(np.argmax(curve)) - LEAD
             z = (curve.max() - np.median(curve)) / (curve.std() + 1e-9)
             offs.append(off)
             above_sil += own > sil + 3
             above_other += own > np.median(other)
+            agree += abs(off - energy_off) <= 1
             print(f"| {key} | {n} | {own:.2f} | {sil:.2f} | {np.median(other):.2f} / {max(other):.2f} | {off:+d} | {z:.2f} "
-                  f"| {time.perf_counter() - t:.1f} |")  # fmt: skip
+                  f"| {energy_off:+d} | {time.perf_counter() - t:.1f} |")  # fmt: skip
     m = len(clips)
     print(f"\nown > silence + 3: {above_sil}/{m}; own > median other: {above_other}/{m}; "
-          f"|offset(k=0)| <= 1: {sum(abs(o) <= 1 for o in offs)}/{m}")
+          f"|offset(k=0)| <= 1: {sum(abs(o) <= 1 for o in offs)}/{m}; within 1 of the energy scorer: {agree}/{m}")
 
 
 if __name__ == "__main__":
