@@ -39,8 +39,8 @@ def load_sync_scorer(cfg: BuildConfig):
     if choice in ("auto", "energy"):
         return EnergySyncScorer(cfg.sync.search_frames)
     raise ValueError(
-        f"sync.scorer must be auto | syncnet | energy, got {choice!r} (Light-ASD is not used as a sync scorer: its "
-        "scores did not separate own audio from other audio on the real test clips; see pipeline/models/lightasd.py)"
+        f"sync.scorer must be auto | syncnet | energy, got {choice!r} (Light-ASD is not a sync scorer: it detects "
+        "speech activity, but its score over audio shifts is nearly flat; see pipeline/models/lightasd.py)"
     )
 
 
