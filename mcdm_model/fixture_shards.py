@@ -8,47 +8,24 @@ lead's contract test also runs it on real pipeline shards.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from pipeline import media
-
-# Generic 3-D face model (mm) for solvePnP: nose tip, chin, eye outer corners, mouth corners (iBUG indices).
-_PNP_IDX = [30, 8, 36, 45, 48, 54]
-_PNP_3D = np.array([(0, 0, 0), (0, -330, -65), (-225, 170, -135), (225, 170, -135), (-150, -150, -125),
-                    (150, -150, -125)], dtype=np.float64)
+from pipeline.models.face_dlib import RESNET, SHAPE_68
+from pipeline.models.face_weights import dlib_model_path
+from pipeline.track import head_pose
 
 
 def _dlib_models() -> tuple:
     import dlib
 
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("face_recognition_models is not installed: pip install face-recognition-models==0.3.0")
-    d = Path(list(spec.submodule_search_locations)[0]) / "models"
-    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(d / "shape_predictor_68_face_landmarks.dat")),
-            dlib.face_recognition_model_v1(str(d / "dlib_face_recognition_resnet_model_v1.dat")))
-
-
-def _pose(lm: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Yaw, pitch, roll (degrees) from 6 landmarks with a pinhole camera of focal length = width."""
-    cam = np.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]], dtype=np.float64)
-    ok, rvec, _ = cv2.solvePnP(_PNP_3D, lm[_PNP_IDX].astype(np.float64), cam, None, flags=cv2.SOLVEPNP_ITERATIVE)
-    if not ok:
-        return np.zeros(3, np.float32)
-    rot, _ = cv2.Rodrigues(rvec)
-    pitch = np.degrees(np.arctan2(rot[2, 1], rot[2, 2]))
-    yaw = np.degrees(np.arctan2(-rot[2, 0], np.hypot(rot[2, 1], rot[2, 2])))
-    roll = np.degrees(np.arctan2(rot[1, 0], rot[0, 0]))
-    pitch = (pitch + 180.0) % 360.0 - 180.0
-    pitch = pitch - 180.0 if pitch > 90 else (pitch + 180.0 if pitch < -90 else pitch)
-    return np.array([yaw, pitch, roll], np.float32)
+    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dlib_model_path(SHAPE_68))),
+            dlib.face_recognition_model_v1(str(dlib_model_path(RESNET))))
 
 
 def track_arrays(frames: np.ndarray, src_size: int, crop_size: int) -> dict[str, np.ndarray]:
@@ -70,7 +47,8 @@ def track_arrays(frames: np.ndarray, src_size: int, crop_size: int) -> dict[str,
         if emb is None and found[i]:
             emb = np.asarray(rec.compute_face_descriptor(fr, sp), np.float32)
     k = src_size / w
-    pose = np.stack([_pose(lm, w, h) for lm in lms])
+    # the faces stage's own convention, so fixture shards and pipeline shards carry the same pose
+    pose = np.nan_to_num(np.stack([head_pose(lm, (w, h)) for lm in lms]))
     face_h = np.maximum(lms[:, 8, 1] - lms[:, 19, 1], 1.0)
     x1y1, x2y2 = lms.min(axis=1) * k, lms.max(axis=1) * k
     emb = emb if emb is not None else np.ones(128, np.float32)

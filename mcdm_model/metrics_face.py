@@ -7,26 +7,23 @@ in between, because talking-face crops hold one face that barely moves and detec
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
-LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
-RECOGNITION = "dlib_face_recognition_resnet_model_v1.dat"
+from pipeline.models.face_dlib import RESNET as RECOGNITION
+from pipeline.models.face_dlib import SHAPE_68 as LANDMARKS_68
+from pipeline.models.face_weights import dlib_model_path
 
 
 def dlib_models_dir() -> Path:
-    """The models/ dir of face_recognition_models, or a clear error saying how to install it."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise RuntimeError(
-            "face metrics need dlib's landmark/identity weights: pip install face-recognition-models==0.3.0 dlib-bin"
-        )
-    d = Path(spec.origin).parent / "models"
-    for name in (LANDMARKS_68, RECOGNITION):
-        if not (d / name).is_file():
-            raise RuntimeError(f"missing {d / name}: reinstall face-recognition-models==0.3.0")
+    """The folder holding dlib's landmark and identity weights (the faces stage's lookup), or a clear error."""
+    try:
+        d = dlib_model_path(LANDMARKS_68).parent
+    except FileNotFoundError as exc:
+        raise RuntimeError(f"face metrics need dlib's landmark/identity weights: {exc}") from exc
+    if not (d / RECOGNITION).is_file():
+        raise RuntimeError(f"missing {d / RECOGNITION}: reinstall face-recognition-models==0.3.0")
     return d
 
 

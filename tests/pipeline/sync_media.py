@@ -8,7 +8,6 @@ cache dir; the shared media is read in place.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +40,10 @@ HOP = SR // FPS  # 640 samples per video frame
 def _dlib_models() -> tuple:
     import dlib
 
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("face_recognition_models is not installed")
-    pred = Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(pred))
+    from pipeline.models.face_dlib import SHAPE_68
+    from pipeline.models.face_weights import dlib_model_path
+
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dlib_model_path(SHAPE_68)))
 
 
 def normalize(src: Path, dst: Path, max_side: int = 640) -> Path:
