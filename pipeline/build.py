@@ -160,10 +160,16 @@ def build(cfg: BuildConfig, use_ray: bool = True, stages: list[type[Stage]] | No
 
     try:
         with tqdm(total=len(todo), desc="videos", unit="video", file=sys.stderr, disable=None) as bar:
+            last_log, done = 0.0, 0
             for rows in stream:
                 sink.add_video(rows)
+                done += 1
                 bar.update(1)
                 bar.set_postfix(kept=sink.n_kept, dropped=sink.n_dropped)
+                if time.time() - last_log >= 30 or done == len(todo):  # the bar is off when logs go to a file
+                    last_log = time.time()
+                    log.info("progress: %d/%d videos, %d clips kept, %d dropped, %.0f s",
+                             done, len(todo), sink.n_kept, sink.n_dropped, last_log - t0)
     finally:  # also on Ctrl-C or a Ray failure: commit the videos already finished, a rerun does the rest
         sink.close()
     stats = write_report(cfg)

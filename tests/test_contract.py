@@ -48,7 +48,8 @@ def built(tmp_path_factory, shared_media) -> Path:
     for lang, name in CLIPS.items():
         (man / f"{lang}.csv").write_text(f"id,source,license,note\nclip1,{shared_media / 'video_av' / name},test,\n")
     out = tmp / "out"
-    _run(["-m", "pipeline.build", "--lang", "en,zh", "--manifests", str(man), "--out", str(out)], timeout=1200)
+    proc = _run(["-m", "pipeline.build", "--lang", "en,zh", "--manifests", str(man), "--out", str(out)], 1200)
+    assert "progress: 2/2 videos" in proc.stderr  # a log line for runs whose stderr is a file, not a terminal
     return out
 
 
