@@ -43,22 +43,15 @@ def sampled_frames(
     sw, sh = max(2, round(w * s / 2) * 2), max(2, round(h * s / 2) * 2)
     scale = sw / w
     idx = sorted(set(range(0, n, step)) | {n - 1})
-    args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-ss", f"{start_s:.3f}", "-i", str(path),
-            "-t", f"{n / fps:.3f}", "-an", "-vf", f"select=not(mod(n\\,{step}))+eq(n\\,{n - 1}),scale={sw}:{sh}",
-            "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    frames = iter_frames(path, start_s, start_s + n / fps, vf=f"select=not(mod(n\\,{step}))+eq(n\\,{n - 1}),scale={sw}:{sh}",
+                         size=(sw, sh))  # fmt: skip
     got = 0
     try:
-        assert proc.stdout is not None
-        for i in idx:
-            buf = proc.stdout.read(sw * sh * 3)
-            if len(buf) < sw * sh * 3:
-                break
+        for i, frame in zip(idx, frames, strict=False):  # ffmpeg may end a frame early
             got += 1
-            yield i, np.frombuffer(buf, np.uint8).reshape(sh, sw, 3), scale
+            yield i, frame, scale
     finally:
-        proc.kill()
-        proc.wait()
+        frames.close()  # stops ffmpeg
     if got == 0:
         raise MediaError(f"{path}: no frames in [{start_s:.2f}, {start_s + n / fps:.2f})")
 

@@ -41,13 +41,18 @@ def ffmpeg(*args: str, timeout: float = 600.0) -> None:
     run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], timeout=timeout)
 
 
-def probe(path: str | Path, timeout: float = 60.0) -> dict:
-    """Duration, size, fps and whether audio/video exist. Raises MediaError for unreadable files."""
+def ffprobe_json(path: str | Path, timeout: float = 60.0) -> dict:
+    """ffprobe's format + streams description. Raises MediaError for unreadable files."""
     out = run(
         ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", "--", str(path)],
         timeout=timeout,
     )
-    info = json.loads(out or b"{}")
+    return json.loads(out or b"{}")
+
+
+def probe(path: str | Path, timeout: float = 60.0) -> dict:
+    """Duration, size, fps and whether audio/video exist. Raises MediaError for unreadable files."""
+    info = ffprobe_json(path, timeout)
     streams = info.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
@@ -90,15 +95,29 @@ def read_frames(
 
 
 def iter_frames(
-    path: str | Path, start_s: float = 0.0, end_s: float | None = None, timeout: float = 600.0
+    path: str | Path,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    timeout: float = 600.0,
+    vf: str | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Iterator[np.ndarray]:
-    """Stream frames one by one (constant memory for long clips)."""
-    info = probe(path)
-    w, h = info["width"], info["height"]
+    """Stream frames one by one (constant memory for long clips).
+
+    `vf` is a filter chain that may drop frames (select) and scale; frames then pass through without duplication,
+    and `size` = (w, h) must be the size the chain outputs.
+    """
+    if size is None:
+        info = probe(path)
+        size = (info["width"], info["height"])
+    w, h = size
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-ss", f"{start_s:.3f}", "-i", str(path)]
     if end_s is not None:
         args += ["-t", f"{max(end_s - start_s, 0.0):.3f}"]
-    args += ["-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    args += ["-an"]
+    if vf:
+        args += ["-vf", vf, "-fps_mode", "passthrough"]
+    args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from pathlib import Path
 
 from ..config import BuildConfig
 from ..record import Row, drop, is_ok
@@ -25,6 +26,12 @@ class Stage:
 
     def process(self, row: Row) -> Row | list[Row]:
         raise NotImplementedError
+
+    def video_dir(self, row: Row) -> Path:
+        """`<out>/work/<lang>/<video_key>/`, created: where every stage keeps the files of one source video."""
+        d = Path(self.cfg.work_dir) / row["lang_expected"] / row["video_key"]
+        d.mkdir(parents=True, exist_ok=True)
+        return d
 
     def __call__(self, row: Row) -> list[Row]:
         if not is_ok(row):

@@ -109,8 +109,7 @@ class Download(Stage):
         """Download one URL into the work dir (or reuse the file an earlier run left there)."""
         import yt_dlp
 
-        work = self.cfg.work_dir / row["lang_expected"] / row["video_key"]
-        work.mkdir(parents=True, exist_ok=True)
+        work = self.video_dir(row)
         info: dict = dict(hint or {})
         if (info.get("duration") or 0) > self.cfg.download.max_duration_s:  # known from the search: skip early
             row["duration_s"] = float(info["duration"])

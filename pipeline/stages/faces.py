@@ -153,7 +153,7 @@ class FaceTrack(Stage):
 
     # ---- pass 2: per-frame landmarks, pose, crop ------------------------------------------------------------------
     def render(self, row: Row, todo: list[tuple[Row, tuple[Track, int, int]]], start: float, n: int, fps: float):
-        work = Path(self.cfg.work_dir) / str(row.get("lang_expected") or "xx") / str(row["video_key"])
+        work = self.video_dir(row)
         renderers = [SegmentRenderer(self, r, seg, work, fps) for r, seg in todo]
         try:
             for i, frame in enumerate(clip_frames(row["norm_path"], start, start + n / fps, n)):

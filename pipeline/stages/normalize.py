@@ -7,7 +7,6 @@ indices and audio sample indices agree everywhere downstream (640 samples per fr
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -24,11 +23,7 @@ MIN_DECODED_FRACTION = 0.9
 
 def stream_info(path: str | Path, timeout: float = 60.0) -> dict:
     """Which real streams a file has: cover art / thumbnails are not video. Raises MediaError if unreadable."""
-    out = media.run(
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", "--", str(path)],
-        timeout=timeout,
-    )
-    info = json.loads(out or b"{}")
+    info = media.ffprobe_json(path, timeout)
     streams = info.get("streams", [])
     video = [
         s for s in streams
@@ -58,8 +53,7 @@ class Normalize(Stage):
         if not info["has_audio"]:
             return drop(row, "no_audio", self.name, "no audio stream")
 
-        work = self.cfg.work_dir / row["lang_expected"] / row["video_key"]
-        work.mkdir(parents=True, exist_ok=True)
+        work = self.video_dir(row)
         norm, wav = work / "norm.mkv", work / "audio.wav"
         tmp_norm, tmp_wav = work / f".norm.{os.getpid()}.mkv", work / f".audio.{os.getpid()}.wav"
         # Both streams start at the file's t=0 (first frame repeated, silence padded), so sample i of audio.wav
