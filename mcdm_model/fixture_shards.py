@@ -18,7 +18,7 @@ import numpy as np
 from pipeline import media
 from pipeline.models.face_dlib import RESNET, SHAPE_68
 from pipeline.models.face_weights import dlib_model_path
-from pipeline.track import head_pose
+from pipeline.track import head_pose, mouth_open
 
 
 def _dlib_models() -> tuple:
@@ -49,7 +49,6 @@ def track_arrays(frames: np.ndarray, src_size: int, crop_size: int) -> dict[str,
     k = src_size / w
     # the faces stage's own convention, so fixture shards and pipeline shards carry the same pose
     pose = np.nan_to_num(np.stack([head_pose(lm, (w, h)) for lm in lms]))
-    face_h = np.maximum(lms[:, 8, 1] - lms[:, 19, 1], 1.0)
     x1y1, x2y2 = lms.min(axis=1) * k, lms.max(axis=1) * k
     emb = emb if emb is not None else np.ones(128, np.float32)
     return {
@@ -58,7 +57,7 @@ def track_arrays(frames: np.ndarray, src_size: int, crop_size: int) -> dict[str,
         "landmarks": (lms * k).astype(np.float32),
         "landmarks_crop": (lms * crop_size / w).astype(np.float32),
         "pose": pose.astype(np.float32),
-        "mouth_open": ((lms[:, 66, 1] - lms[:, 62, 1]) / face_h).astype(np.float32),
+        "mouth_open": np.array([mouth_open(lm) for lm in lms], np.float32),  # the faces stage's measure
         "det_score": scores, "detected": found,
         "id_embedding": (emb / np.linalg.norm(emb)).astype(np.float32),
         "fps": np.float32(25.0), "crop_size": np.int32(crop_size),

@@ -19,12 +19,11 @@ import numpy as np
 
 from .. import media
 from ..config import BuildConfig
-from ..models.sync_energy import EnergySyncScorer
+from ..models.sync_energy import HOP, SR, EnergySyncScorer
 from ..record import Row, drop
 from .base import Stage
 
-FPS, SR = 25, 16000
-HOP = SR // FPS
+FPS = 25
 
 
 def load_sync_scorer(cfg: BuildConfig):
