@@ -128,6 +128,60 @@ def shift_audio(audio: np.ndarray, k_frames: int) -> np.ndarray:
     return out
 
 
+LEAD = 15  # frames of audio context before (and after) each scored window
+
+
+def load_clips(rows: list[dict], reference: dict[str, int] | None = None) -> list[dict]:
+    """Scorer inputs per row: frames/landmarks without the first and last LEAD frames, and the whole audio.
+
+    reference: the clip's own A/V offset as read by a trusted scorer (positive = audio lags video); the audio is
+    moved by it first, so the copy is in sync by that reference before the test shifts are added."""
+    clips = []
+    for row in rows:
+        frames = media.read_frames(row["crop_path"])
+        track = dict(np.load(row["track_path"]))
+        audio = media.read_audio(row["audio_path"])
+        n = min(len(frames), len(audio) // HOP)
+        audio = audio[: n * HOP]
+        if reference:
+            audio = shift_audio(audio, -int(reference[row["key"]]))
+        video = {"frames": frames[LEAD : n - LEAD], "landmarks_crop": track["landmarks_crop"][LEAD : n - LEAD],
+                 "mouth_open": track["mouth_open"][LEAD : n - LEAD]}  # fmt: skip
+        clips.append({"key": row["key"], "video": video, "audio": audio})
+    return clips
+
+
+def reference_offsets(clips: list[dict], scorer) -> dict[str, int]:
+    """Each clip's own k=0 offset as read by a trusted scorer: what its audio must be moved by to be in sync."""
+    return {c["key"]: scorer.score(c["video"], c["audio"], audio_lead_frames=LEAD)[0] for c in clips}
+
+
+def evaluate(clips: list[dict], scorer, shifts=range(-10, 11), mismatched: bool = True) -> dict:
+    """Recovery of audio delayed by k frames (absolute: |offset - k| <= 1; relative: the same after subtracting
+    the clip's own k=0 reading) and the AUC of conf, own audio vs every other clip's speech."""
+    import time
+
+    out, t_total, calls = [], 0.0, 0
+    for i, c in enumerate(clips):
+        found, conf0 = {}, 0.0
+        for k in shifts:
+            t = time.perf_counter()
+            found[k], conf = scorer.score(c["video"], shift_audio(c["audio"], k), audio_lead_frames=LEAD)
+            t_total, calls = t_total + time.perf_counter() - t, calls + 1
+            conf0 = conf if k == 0 else conf0
+        off0 = found.get(0, 0)
+        mis = [scorer.score(c["video"], np.resize(o["audio"], len(c["audio"])), audio_lead_frames=LEAD)[1]
+               for j, o in enumerate(clips) if j != i and mismatched]  # fmt: skip
+        out.append({"key": c["key"], "frames": len(c["video"]["frames"]), "off0": off0, "conf0": conf0,
+                    "hits": sum(abs(found[k] - k) <= 1 for k in shifts),
+                    "rel": sum(abs(found[k] - off0 - k) <= 1 for k in shifts), "n_shifts": len(shifts), "mis": mis})  # fmt: skip
+    total = sum(r["n_shifts"] for r in out)
+    pos, neg = np.array([r["conf0"] for r in out])[:, None], np.array([m for r in out for m in r["mis"]])[None, :]
+    auc = float(((pos > neg) + 0.5 * (pos == neg)).mean()) if neg.size else float("nan")
+    return {"clips": out, "recovery": sum(r["hits"] for r in out) / total, "relative": sum(r["rel"] for r in out) / total,
+            "auc": auc, "pos": [r["conf0"] for r in out], "s_per_call": t_total / max(calls, 1)}  # fmt: skip
+
+
 def prepare(shared_media: Path, cache: Path, names: tuple[str, ...] = TALKING_CLIPS) -> list[dict]:
     """Rows (as the sync stage sees them) for each real clip: whole normalised file as one clip."""
     rows = []

@@ -17,7 +17,7 @@ from pipeline.models.sync_energy import EnergySyncScorer, SyncCurve, smooth_curv
 from pipeline.models.syncnet import SyncNet, SyncNetScorer  # noqa: E402
 from pipeline.stages.sync import SyncFilter, load_sync_scorer  # noqa: E402
 
-LEAD = 15
+LEAD = sync_media.LEAD
 SHIFTS = range(-10, 11, 2)
 
 
@@ -29,27 +29,7 @@ def sync_rows(shared_media, media_cache):
 @pytest.fixture(scope="module")
 def accuracy(sync_rows):
     """Shift recovery and in-sync vs mismatched AUC of the default scorer on the real clips."""
-    scorer, clips = EnergySyncScorer(), []
-    for row in sync_rows:
-        frames, audio = media.read_frames(row["crop_path"]), media.read_audio(row["audio_path"])
-        n = min(len(frames), len(audio) // 640)
-        lms = np.load(row["track_path"])["landmarks_crop"]
-        clips.append(({"frames": frames[LEAD : n - LEAD], "landmarks_crop": lms[LEAD : n - LEAD]}, audio[: n * 640]))
-    hits, rel, total, pos, neg = 0, 0, 0, [], []
-    for i, (video, audio) in enumerate(clips):
-        found = {}
-        for k in SHIFTS:
-            found[k], conf = scorer.score(video, sync_media.shift_audio(audio, k), audio_lead_frames=LEAD)
-            hits, total = hits + (abs(found[k] - k) <= 1), total + 1
-            if k == 0:
-                pos.append(conf)
-        rel += sum(abs(found[k] - found[0] - k) <= 1 for k in SHIFTS)
-        for j, (_, other) in enumerate(clips):
-            if j != i:
-                neg.append(scorer.score(video, np.resize(other, len(audio)), audio_lead_frames=LEAD)[1])
-    p, q = np.array(pos)[:, None], np.array(neg)[None, :]
-    auc = float(((p > q) + 0.5 * (p == q)).mean())
-    return {"recovery": hits / total, "relative": rel / total, "auc": auc, "pos": pos}
+    return sync_media.evaluate(sync_media.load_clips(sync_rows), EnergySyncScorer(), SHIFTS)
 
 
 def test_energy_scorer_sign_and_offset_on_synthetic_events():
@@ -97,6 +77,18 @@ def test_energy_scorer_recovers_added_shifts(accuracy):
                    "(Light-ASD reads the same: possibly offset sources, no ground truth offline)")
 def test_energy_scorer_recovers_absolute_shifts(accuracy):
     assert accuracy["recovery"] >= 0.9, accuracy
+
+
+def test_reference_alignment_moves_the_source_to_offset_zero(sync_rows):
+    """The benchmark's --reference mode: audio moved by minus a clip's reference reading reads 0 (+-1) after, and
+    an added shift k then reads k. Checked with the energy scorer as its own reference on clips that read +2 / -3."""
+    rows = [r for r in sync_rows if r["key"] in ("hdtf_wda_aoc_en_8s", "retalking_face5_en")]
+    scorer = EnergySyncScorer()
+    ref = sync_media.reference_offsets(sync_media.load_clips(rows), scorer)
+    assert sorted(ref.values()) == [-3, 2], ref
+    res = sync_media.evaluate(sync_media.load_clips(rows, ref), scorer, (-6, 0, 4), mismatched=False)
+    assert [r["off0"] for r in res["clips"]] == [0, 0], res["clips"]
+    assert res["recovery"] == 1.0, res
 
 
 def _row(src: dict, tmp: Path, key: str, shift_k: int = 0) -> dict:

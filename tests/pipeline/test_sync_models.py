@@ -23,6 +23,7 @@ from pipeline.models.lightasd import (  # noqa: E402
     load_lightasd,
 )
 from pipeline.models.mfcc import mel_filterbank, mfcc  # noqa: E402
+from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
 from pipeline.models.syncnet import SyncNet, SyncNetScorer, load_syncnet  # noqa: E402
 
 torch.set_num_threads(1)
@@ -140,3 +141,16 @@ def test_syncnet_real_weights_find_shift(shared_media, media_cache):
     frames, audio = media.read_frames(row["crop_path"]), media.read_audio(row["audio_path"])
     off, conf = SyncNetScorer(load_syncnet(weights)).score(frames[15:-15], sync_media.shift_audio(audio, 5), audio_lead_frames=15)
     assert abs(off - 5) <= 1 and conf > 3
+
+
+@pytest.mark.weights
+def test_energy_scorer_absolute_recovery_against_syncnet_reference(shared_media, media_cache):
+    """Issue #5's absolute target, with SyncNet as the judge of what is in sync: each real clip's audio is first
+    moved by SyncNet's own reading, then delayed by k; the weight-free scorer must find k (+-1) on >= 90 %."""
+    weights = Path(default_models_dir()) / "syncnet" / "syncnet_v2.model"
+    if not weights.is_file():
+        pytest.skip(f"put syncnet_v2.model at {weights}")
+    rows = sync_media.prepare(shared_media, media_cache / "sync", sync_media.TALKING_CLIPS + sync_media.EXTRA_CLIPS)
+    ref = sync_media.reference_offsets(sync_media.load_clips(rows), SyncNetScorer(load_syncnet(weights)))
+    res = sync_media.evaluate(sync_media.load_clips(rows, ref), EnergySyncScorer(), range(-10, 11, 2), mismatched=False)
+    assert res["recovery"] >= 0.9, (ref, res)
