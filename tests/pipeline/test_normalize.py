@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import BuildConfig, NormalizeConfig
-from pipeline.media import ffmpeg, probe, read_audio
+from pipeline.media import ffmpeg, probe, read_audio, read_frames
 from pipeline.record import drop, seed_row
 from pipeline.stages.normalize import Normalize
 
@@ -123,3 +123,20 @@ def test_audio_starting_late_in_the_container_stays_aligned(tmp_path, talking_cl
     original = read_audio(talking_clip.path)
     assert _lag_s(read_audio(row["audio_path"]), original) == pytest.approx(0.4, abs=0.02)
     assert _lag_s(read_audio(row["norm_path"]), original) == pytest.approx(0.4, abs=0.02)
+
+
+@pytest.mark.parametrize("name", ["liveportrait_d20_zh.mp4", "retalking_face5_en.mp4", "hdtf_WDA_AOC_en_8s.mp4"])
+def test_normalize_keeps_the_source_av_alignment_exactly(tmp_path, shared_media, name):
+    """The three clips whose sync readings are 2-5 frames off (benchmarks/RESULTS_sync.md) carry mp4 edit lists
+    (80 ms B-frame delay on the video, 1024/2112 samples of AAC priming on the audio). The normalised file must
+    keep the source's alignment: frame i is the source's frame i and the audio is the source's audio, sample for
+    sample, so any offset the sync stage reads is the source's, not ours."""
+    src = shared_media / "video_av" / name
+    [row] = Normalize(BuildConfig(out=str(tmp_path)))(_row(src))
+    assert row["status"] == "ok", row
+
+    a, b = read_frames(src, size=(32, 32)).astype(np.float32), read_frames(row["norm_path"], size=(32, 32)).astype(np.float32)
+    assert len(a) == len(b)  # all three are 25 fps sources
+    err = {s: float(np.mean([np.abs(a[i] - b[i + s]).mean() for i in range(3, len(a) - 3)])) for s in (-1, 0, 1)}
+    assert err[0] < 0.5 * min(err[-1], err[1]), err
+    assert _lag_s(read_audio(row["audio_path"]), read_audio(src)) == pytest.approx(0.0, abs=1 / 16000)
