@@ -81,10 +81,13 @@ class LanguageConfig:
 
 @dataclass
 class SyncConfig:
-    scorer: str = "auto"  # auto | syncnet | lightasd | energy
+    scorer: str = "auto"  # auto | syncnet | energy
     search_frames: int = 15
     max_offset_frames: int = 6
     min_conf: float = 3.0
+    # move the kept clip's audio to offset 0: auto = only with a scorer trusted for absolute offsets (SyncNet),
+    # always = by whatever the scorer read (the energy scorer's k=0 reading can be 2-5 frames off), never
+    realign: str = "auto"
 
 
 @dataclass

@@ -5,8 +5,8 @@ and `curve(...)` with the per-offset values for debugging. Positive offset = aud
 moved earlier by that many frames). The stage reads search_frames of audio context on each side of the clip so
 shifted audio is compared with real audio, not padding, and stores the raw offset and confidence on every row.
 
-The clip audio is moved by the measured offset only when the scorer's offsets are trustworthy to +-1 frame
-(`offset_reliable`: SyncNet). The weight-free energy scorer finds *added* shifts reliably, but its k=0 reading
+The clip audio is moved by the measured offset (`sync.realign: auto`) only when the scorer's offsets are
+trustworthy to +-1 frame (`offset_reliable`: SyncNet); `always` moves it by any scorer's reading, `never` keeps it. The weight-free energy scorer finds *added* shifts reliably, but its k=0 reading
 on real in-sync clips carries a clip-dependent bias of -3..+6 frames (benchmarks/RESULTS_sync.md); moving the
 audio by that would misalign clips that were in sync, so with it the audio is kept as is (sync_shift_frames = 0).
 """
@@ -70,6 +70,14 @@ class SyncFilter(Stage):
     def __init__(self, cfg: BuildConfig):
         super().__init__(cfg)
         self.scorer = load_sync_scorer(cfg)
+        if cfg.sync.realign not in ("auto", "always", "never"):
+            raise ValueError(f"sync.realign must be auto | always | never, got {cfg.sync.realign!r}")
+
+    @property
+    def realigns(self) -> bool:
+        """Whether kept clips get their audio moved to the measured offset (see the module docstring)."""
+        mode = self.cfg.sync.realign
+        return mode == "always" or (mode == "auto" and bool(getattr(self.scorer, "offset_reliable", True)))
 
     def process(self, row: Row) -> Row | list[Row]:
         sc = self.cfg.sync
@@ -93,7 +101,7 @@ class SyncFilter(Stage):
         row["sync_scorer"] = self.scorer.name
         if abs(curve.offset) > sc.max_offset_frames or curve.conf < sc.min_conf:
             return drop(row, "out_of_sync", self.name, f"offset {curve.offset} conf {curve.conf:.2f}")
-        shift = int(curve.offset) if getattr(self.scorer, "offset_reliable", True) else 0
+        shift = int(curve.offset) if self.realigns else 0
         wav = Path(row["crop_path"]).parent / f"{row['key']}.wav"
         media.write_wav(aligned_clip_audio(context, n, lead, shift), wav, SR)
         row["clip_wav_path"] = str(wav)

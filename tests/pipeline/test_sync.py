@@ -122,6 +122,15 @@ def test_stage_measures_shift_keeps_audio_and_drops(sync_rows, tmp_path):
     assert len(wav) == n * 640
     given = media.read_audio(row["audio_path"])[15 * 640 : 15 * 640 + len(wav)]
     assert np.corrcoef(wav, given)[0, 1] > 0.99
+    cfg.sync.realign = "always"  # the literal behaviour: move the audio by the energy scorer's reading
+    [moved] = SyncFilter(cfg)(dict(row))
+    assert moved["sync_shift_frames"] == moved["av_offset_frames"] == kept["av_offset_frames"]
+    truth = media.read_audio(src["audio_path"])[15 * 640 : 15 * 640 + len(wav)]  # the clip's own audio
+    back = media.read_audio(moved["clip_wav_path"])
+    assert np.corrcoef(back, np.roll(truth, (4 - kept["av_offset_frames"]) * 640))[0, 1] > 0.99
+    cfg.sync.realign = "sometimes"
+    with pytest.raises(ValueError, match=r"auto \| always \| never"):
+        SyncFilter(cfg)
     [far] = stage(_row(src, tmp_path, "en-k10", shift_k=10))
     assert far["status"] == "dropped" and far["drop_reason"] == "out_of_sync" and far["drop_stage"] == "sync"
     assert abs(far["av_offset_frames"] - 10) <= 1 and "clip_wav_path" not in far
