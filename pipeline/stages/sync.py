@@ -7,7 +7,7 @@ shifted audio is compared with real audio, not padding, and stores the raw offse
 
 The clip audio is moved by the measured offset (`sync.realign: auto`) only when the scorer's offsets are
 trustworthy to +-1 frame (`offset_reliable`: SyncNet); `always` moves it by any scorer's reading, `never` keeps it. The weight-free energy scorer finds *added* shifts reliably, but its k=0 reading
-on real in-sync clips carries a clip-dependent bias of -3..+6 frames (benchmarks/RESULTS_sync.md); moving the
+on real clips that look in sync by eye can be 2-3 frames off (benchmarks/RESULTS_sync.md, section D); moving the
 audio by that would misalign clips that were in sync, so with it the audio is kept as is (sync_shift_frames = 0).
 """
 
