@@ -6,9 +6,10 @@ moved earlier by that many frames). The stage reads search_frames of audio conte
 shifted audio is compared with real audio, not padding, and stores the raw offset and confidence on every row.
 
 The clip audio is moved by the measured offset (`sync.realign: auto`) only when the scorer's offsets are
-trustworthy to +-1 frame (`offset_reliable`: SyncNet); `always` moves it by any scorer's reading, `never` keeps it. The weight-free energy scorer finds *added* shifts reliably, but its k=0 reading
-on real clips that look in sync by eye can be 2-3 frames off (benchmarks/RESULTS_sync.md, section D); moving the
-audio by that would misalign clips that were in sync, so with it the audio is kept as is (sync_shift_frames = 0).
+trustworthy to +-1 frame (`offset_reliable`: SyncNet); `always` moves it by any scorer's reading, `never` keeps
+it. The weight-free energy scorer finds *added* shifts reliably, but its k=0 reading on real clips that look in
+sync by eye can be 2-3 frames off (benchmarks/RESULTS_sync.md, section D); moving the audio by that would
+misalign clips that were in sync, so with it the audio is kept as is (sync_shift_frames = 0).
 """
 
 from __future__ import annotations
