@@ -9,8 +9,8 @@ while motion energy vs positive spectral flux peaked within +-1 frame on most cl
   lighting flicker cancels); the box comes from the median mouth landmarks when a track is given, else the
   lower-middle of the crop, so the scorer works from the crop video alone;
 - audio: positive log-spectral flux (100 Hz-4 kHz) in 80 ms Hann windows every 40 ms (640 samples = 1 frame);
-- curve: Pearson correlation of the two over lags -search..+search on the frames both cover, smoothed [1, 2, 1]
-  over neighbouring lags; offset = argmax (positive = audio lags video);
+- curve: Pearson correlation of the two over lags -search..+search on the frames both cover (frames of zero
+  padding left out), smoothed [1, 2, 1] over neighbouring lags; offset = argmax (positive = audio lags video);
 - confidence: a second audio signal, the same flux on a spectrum floored at 0.1 x its mean power (only clear
   onsets count, quiet fluctuations do not), is correlated over the same lags; its peak is compared with the
   correlations of the video against *circularly shifted* audio (lags >= 20 frames: the chance level of this very
@@ -111,15 +111,35 @@ def null_z(v: np.ndarray, a: np.ndarray, lead: int, peak: float, min_lag: int = 
     return (peak - float(null.mean())) / sd if sd > 1e-12 else 0.0
 
 
-def lag_curve(v: np.ndarray, a: np.ndarray, lead: int, search: int, min_overlap: int = 25) -> np.ndarray:
-    """Pearson r of v[t] with a[t + lead + s] for s in -search..search (nan where the overlap is too short)."""
+def audio_frames_present(audio_16k: np.ndarray, n_frames: int) -> np.ndarray:
+    """(n,) False for the leading and trailing all-zero 640-sample frames: the zero padding the stage (and the
+    benchmark's shifted copies) put where the file has no audio. Padding is not silence: a stretch of zeros
+    lined up with a still mouth correlates, which put spurious peaks at the +-15 edges of the search. Digital
+    silence inside the audio stays (a still mouth during silence is evidence)."""
+    a = np.asarray(audio_16k, np.float32)
+    m = min(n_frames, len(a) // HOP)
+    nonzero = np.flatnonzero(np.abs(a[: m * HOP].reshape(m, HOP)).max(axis=1) > 0)
+    ok = np.zeros(n_frames, bool)
+    if len(nonzero):
+        ok[nonzero[0] + 1 : nonzero[-1] + 1] = True  # the flux at t compares frames t-1 and t
+    return ok
+
+
+def lag_curve(
+    v: np.ndarray, a: np.ndarray, lead: int, search: int, min_overlap: int = 25, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Pearson r of v[t] with a[t + lead + s] for s in -search..search (nan where the overlap is too short);
+    `valid` masks audio frames out (see audio_frames_present)."""
     out = np.full(2 * search + 1, np.nan, np.float64)
     for i, s in enumerate(range(-search, search + 1)):
         t0, t1 = max(0, -(lead + s)), min(len(v), len(a) - lead - s)
         if t1 - t0 < min_overlap:
             continue
         x, y = v[t0:t1].astype(np.float64), a[t0 + lead + s : t1 + lead + s].astype(np.float64)
-        if x.std() < 1e-9 or y.std() < 1e-9:
+        if valid is not None:
+            keep = valid[t0 + lead + s : t1 + lead + s]
+            x, y = x[keep], y[keep]
+        if len(x) < min_overlap or x.std() < 1e-9 or y.std() < 1e-9:
             continue
         out[i] = float(np.corrcoef(x, y)[0, 1])
     return out
@@ -195,7 +215,11 @@ class EnergySyncScorer:
             raise ValueError(f"sync scorer expects 25 fps input, got {fps}")
         v = self.visual_signal(frames_or_track)
         offsets = np.arange(-self.search, self.search + 1)
-        c = curve_decision(offsets, smooth_curve(lag_curve(v, spectral_flux(audio_16k), audio_lead_frames, self.search)))
+        flux = spectral_flux(audio_16k)
+        # one lag past each end, so the edge lags are smoothed with two neighbours like the rest (edge padding
+        # let a one-lag spike at +-15 win); zero padding masked out
+        wide = lag_curve(v, flux, audio_lead_frames, self.search + 1, valid=audio_frames_present(audio_16k, len(flux)))
+        c = curve_decision(offsets, smooth_curve(wide)[1:-1])
         conf_curve = lag_curve(v, spectral_flux(audio_16k, rel_floor=CONF_FLOOR), audio_lead_frames, self.search)
         peak = float(np.nanmax(conf_curve)) if np.isfinite(conf_curve).any() else float("nan")
         c.conf = null_z(v, spectral_flux(audio_16k, rel_floor=CONF_FLOOR), audio_lead_frames, peak)
