@@ -85,8 +85,8 @@ class SyncConfig:
     search_frames: int = 15
     max_offset_frames: int = 6
     min_conf: float = 3.0
-    # move the kept clip's audio to offset 0: auto = only with a scorer trusted for absolute offsets (SyncNet),
-    # always = by whatever the scorer read (the energy scorer's k=0 reading can be 2-5 frames off), never
+    # move the kept clip's audio to offset 0: auto = with scorers trusted for absolute offsets (SyncNet, energy),
+    # always = with any scorer, never = keep the audio as it is
     realign: str = "auto"
 
 

@@ -194,7 +194,9 @@ class EnergySyncScorer:
 
     name = "energy"
     input_size = 128  # crop frames are decoded at this size (the mouth box is resized to 48x32 anyway)
-    offset_reliable = False  # added shifts are found, but the k=0 reading has a clip-dependent bias (see stage)
+    # the k=0 reading is within +-1 frame on 11 of 12 real clips that are in sync (8 of 9 on the faces stage's own
+    # crops; the miss reads -3), so the stage moves the audio by it (benchmarks/RESULTS_sync.md, section D)
+    offset_reliable = True
 
     def __init__(self, search_frames: int = 15, use_landmarks: bool = False):
         """use_landmarks: place the mouth box from the track's landmarks; off by default because on the real clips

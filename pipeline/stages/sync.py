@@ -5,11 +5,10 @@ and `curve(...)` with the per-offset values for debugging. Positive offset = aud
 moved earlier by that many frames). The stage reads search_frames of audio context on each side of the clip so
 shifted audio is compared with real audio, not padding, and stores the raw offset and confidence on every row.
 
-The clip audio is moved by the measured offset (`sync.realign: auto`) only when the scorer's offsets are
-trustworthy to +-1 frame (`offset_reliable`: SyncNet); `always` moves it by any scorer's reading, `never` keeps
-it. The weight-free energy scorer finds *added* shifts reliably, but its k=0 reading on real clips that look in
-sync by eye can be 2-3 frames off (benchmarks/RESULTS_sync.md, section D); moving the audio by that would
-misalign clips that were in sync, so with it the audio is kept as is (sync_shift_frames = 0).
+The kept clip's audio is moved by the measured offset so it sits at offset 0 (`sync.realign: auto` does that for
+scorers whose k=0 reading is trustworthy to +-1 frame, `offset_reliable`: SyncNet and the energy scorer, whose
+reading is within +-1 on 11 of 12 real in-sync clips, benchmarks/RESULTS_sync.md section D; `always` moves it
+for any scorer, `never` keeps the audio as it is). The raw offset and confidence are stored either way.
 """
 
 from __future__ import annotations
