@@ -80,6 +80,33 @@ def test_wav2vec2_dir_needs_config(tmp_path: Path) -> None:
         build_audio_encoder(model_config("MCDM-T", models_dir=str(tmp_path)))
 
 
+def test_wav2vec2_loads_a_transformers_checkpoint(tmp_path: Path, shared_media: Path) -> None:
+    """A wav2vec2 dir in the HF layout (config.json + model.safetensors, as facebook/wav2vec2-base-960h ships) is
+    loaded frozen, its 50 Hz features resampled to one per video frame; speech and silence give different features.
+    The checkpoint is a small random-init one saved here with transformers itself (the real one is not offline)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from mcdm_model.modules.audio_encoder import Wav2Vec2Encoder
+
+    small = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                           conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)  # fmt: skip
+    torch.manual_seed(0)
+    Wav2Vec2Model(small).save_pretrained(tmp_path / "wav2vec2-base-960h")
+    assert (tmp_path / "wav2vec2-base-960h" / "config.json").is_file()
+    cfg = model_config("MCDM-T", models_dir=str(tmp_path))
+    enc = build_audio_encoder(cfg)
+    assert isinstance(enc, Wav2Vec2Encoder)
+    assert not any(p.requires_grad for p in enc.w2v.parameters())
+    assert all(p.requires_grad for p in enc.proj.parameters())
+    speech = torch.from_numpy(read_audio(shared_media / "audio" / "en" / "jfk_11s.flac", 1.0, 1.4)).float()
+    wav = torch.stack([speech[: 10 * 640], torch.zeros(10 * 640)])
+    feats = enc(wav, 10)
+    assert feats.shape == (2, 10, cfg.audio_dim) and torch.isfinite(feats).all()
+    assert (feats[0] - feats[1]).abs().mean() > 1e-3
+    feats.sum().backward()  # gradients reach the projection only
+    assert enc.proj.weight.grad is not None and all(p.grad is None for p in enc.w2v.parameters())
+
+
 def test_archived_prior_tokens_follow_history() -> None:
     cfg = model_config("MCDM-T")
     prior = ArchivedClipPrior(cfg).eval()
