@@ -152,7 +152,22 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> BuildConfig
             raise ValueError(f"{path}: expected a mapping at the top level")
         merge_dataclass(cfg, data, str(path))
     merge_dataclass(cfg, {k: v for k, v in overrides.items() if v is not None}, "override")
+    check_choices(cfg, str(path or "config"))
     return cfg
+
+
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("sync", "scorer"): ("auto", "syncnet", "energy"),
+    ("sync", "realign"): ("auto", "always", "never"),
+}
+
+
+def check_choices(cfg: BuildConfig, where: str) -> None:
+    """Fail before any work starts (not inside a Ray actor later) when a setting names an unknown option."""
+    for (section, name), allowed in CHOICES.items():
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ValueError(f"{where}: {section}.{name} must be {' | '.join(allowed)}, got {value!r}")
 
 
 def save_config(cfg: BuildConfig, path: str | Path) -> None:

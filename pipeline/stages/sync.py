@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import media
-from ..config import BuildConfig
+from ..config import BuildConfig, check_choices
 from ..models.sync_energy import HOP, SR, EnergySyncScorer
 from ..record import Row, drop
 from .base import Stage
@@ -70,8 +70,7 @@ class SyncFilter(Stage):
     def __init__(self, cfg: BuildConfig):
         super().__init__(cfg)
         self.scorer = load_sync_scorer(cfg)
-        if cfg.sync.realign not in ("auto", "always", "never"):
-            raise ValueError(f"sync.realign must be auto | always | never, got {cfg.sync.realign!r}")
+        check_choices(cfg, "sync stage")
 
     @property
     def realigns(self) -> bool:

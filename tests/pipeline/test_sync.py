@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import sync_media  # noqa: E402
 
 from pipeline import media  # noqa: E402
-from pipeline.config import BuildConfig  # noqa: E402
+from pipeline.config import BuildConfig, load_config  # noqa: E402
 from pipeline.models.sync_energy import (  # noqa: E402
     EnergySyncScorer,
     SyncCurve,
@@ -144,8 +144,12 @@ def test_stage_measures_shift_realigns_audio_and_drops(sync_rows, tmp_path):
     given = media.read_audio(row["audio_path"])[15 * 640 : 15 * 640 + len(wav)]
     assert np.corrcoef(media.read_audio(kept_as_is["clip_wav_path"]), given)[0, 1] > 0.99
     cfg.sync.realign = "sometimes"
-    with pytest.raises(ValueError, match=r"auto \| always \| never"):
+    with pytest.raises(ValueError, match=r"sync.realign must be auto \| always \| never"):
         SyncFilter(cfg)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sync:\n  realign: sometimes\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: sync.realign must be"):
+        load_config(bad)  # the build stops here, before Ray starts
     [far] = stage(_row(src, tmp_path, "en-k10", shift_k=10))
     assert far["status"] == "dropped" and far["drop_reason"] == "out_of_sync" and far["drop_stage"] == "sync"
     assert abs(far["av_offset_frames"] - 10) <= 1 and "clip_wav_path" not in far
