@@ -39,8 +39,24 @@ def _bn2(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, momentum=0.01, eps=1e-3)
 
 
-class VisualBlock(nn.Module):
-    """Two (2+1)-D paths (k=3, k=5) summed, then a 1x1x1 fusion conv."""
+class _SplitBlock(nn.Module):
+    """Two factorised paths (k=3, k=5): `<first>_k` then `t_k`, each with BN + ReLU, summed, then a 1x1 fusion
+    conv. The attribute names are the upstream state-dict keys; `first` is "s" (visual) or "m" (audio)."""
+
+    first = ""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = 0
+        for k in (3, 5):
+            y = F.relu(getattr(self, f"bn_{self.first}_{k}")(getattr(self, f"{self.first}_{k}")(x)))
+            out = out + F.relu(getattr(self, f"bn_t_{k}")(getattr(self, f"t_{k}")(y)))
+        return F.relu(self.bn_last(self.last(out)))
+
+
+class VisualBlock(_SplitBlock):
+    """(2+1)-D paths: spatial (1 x k x k) then temporal (k x 1 x 1)."""
+
+    first = "s"
 
     def __init__(self, cin: int, cout: int, down: bool):
         super().__init__()
@@ -53,16 +69,11 @@ class VisualBlock(nn.Module):
         self.last = nn.Conv3d(cout, cout, 1, bias=False)
         self.bn_last = _bn3(cout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = 0
-        for k in (3, 5):
-            y = F.relu(getattr(self, f"bn_s_{k}")(getattr(self, f"s_{k}")(x)))
-            out = out + F.relu(getattr(self, f"bn_t_{k}")(getattr(self, f"t_{k}")(y)))
-        return F.relu(self.bn_last(self.last(out)))
 
+class AudioBlock(_SplitBlock):
+    """Split paths over the MFCC axis (k x 1) then the time axis (1 x k)."""
 
-class AudioBlock(nn.Module):
-    """Two split paths over (MFCC axis: kx1, time axis: 1xk), k=3 and 5, summed, then a 1x1 fusion conv."""
+    first = "m"
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
@@ -73,13 +84,6 @@ class AudioBlock(nn.Module):
             setattr(self, f"bn_t_{k}", _bn2(cout))
         self.last = nn.Conv2d(cout, cout, 1, bias=False)
         self.bn_last = _bn2(cout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = 0
-        for k in (3, 5):
-            y = F.relu(getattr(self, f"bn_m_{k}")(getattr(self, f"m_{k}")(x)))
-            out = out + F.relu(getattr(self, f"bn_t_{k}")(getattr(self, f"t_{k}")(y)))
-        return F.relu(self.bn_last(self.last(out)))
 
 
 class VisualEncoder(nn.Module):
