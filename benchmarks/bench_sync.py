@@ -23,15 +23,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "pipeline")]
 
 import sync_media  # noqa: E402
 
-from pipeline.config import default_models_dir  # noqa: E402
+from pipeline.config import BuildConfig, default_models_dir  # noqa: E402
 from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
-
-
-def syncnet_scorer(models_dir: str):
-    """Upstream SyncNet from <models_dir>/syncnet/syncnet_v2.model (a clear error names the path when absent)."""
-    from pipeline.models.syncnet import WEIGHTS_REL, SyncNetScorer, load_syncnet
-
-    return SyncNetScorer(load_syncnet(Path(models_dir).expanduser() / WEIGHTS_REL))
+from pipeline.stages.sync import load_sync_scorer  # noqa: E402
 
 
 def main() -> None:
@@ -51,13 +45,16 @@ def main() -> None:
     Path(args.cache).mkdir(parents=True, exist_ok=True)
     rows = sync_media.prepare(Path(args.shared), Path(args.cache), names)
     reference = sync_media.SOURCE_OFFSETS if args.reference == "annotated" else None
+    cfg = BuildConfig(models_dir=args.models_dir)
+    cfg.sync.scorer = "syncnet"  # the pipeline's loader: a clear error names the weights path when absent
     try:
-        if args.reference == "syncnet":
-            reference = sync_media.reference_offsets(sync_media.load_clips(rows), syncnet_scorer(args.models_dir))
-            print("SyncNet k=0 offsets of the sources (audio moved by minus these):", reference)
-        scorer = syncnet_scorer(args.models_dir) if args.scorer == "syncnet" else EnergySyncScorer()
+        syncnet = load_sync_scorer(cfg) if "syncnet" in (args.reference, args.scorer) else None
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
+    if syncnet is not None and args.reference == "syncnet":
+        reference = sync_media.reference_offsets(sync_media.load_clips(rows), syncnet)
+        print("SyncNet k=0 offsets of the sources (audio moved by minus these):", reference)
+    scorer = syncnet if args.scorer == "syncnet" else EnergySyncScorer()
     res = sync_media.evaluate(sync_media.load_clips(rows, reference), scorer)
     print("| clip | frames | offset (k=0) | conf in-sync | k recovered +-1 | k - offset(0) recovered +-1 "
           "| conf mismatched (median/max) |")

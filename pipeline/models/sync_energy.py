@@ -222,9 +222,10 @@ class EnergySyncScorer:
         # let a one-lag spike at +-15 win); zero padding masked out
         wide = lag_curve(v, flux, audio_lead_frames, self.search + 1, valid=audio_frames_present(audio_16k, len(flux)))
         c = curve_decision(offsets, smooth_curve(wide)[1:-1])
-        conf_curve = lag_curve(v, spectral_flux(audio_16k, rel_floor=CONF_FLOOR), audio_lead_frames, self.search)
+        floored = spectral_flux(audio_16k, rel_floor=CONF_FLOOR)
+        conf_curve = lag_curve(v, floored, audio_lead_frames, self.search)
         peak = float(np.nanmax(conf_curve)) if np.isfinite(conf_curve).any() else float("nan")
-        c.conf = null_z(v, spectral_flux(audio_16k, rel_floor=CONF_FLOOR), audio_lead_frames, peak)
+        c.conf = null_z(v, floored, audio_lead_frames, peak)
         return c
 
     def score(self, frames_or_track: Any, audio_16k: np.ndarray, fps: float = 25, audio_lead_frames: int = 0) -> tuple[int, float]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import media
-from ..config import BuildConfig, check_choices
+from ..config import CHOICES, BuildConfig, check_choices
 from ..models.sync_energy import HOP, SR, EnergySyncScorer
 from ..record import Row, drop
 from .base import Stage
@@ -38,7 +38,7 @@ def load_sync_scorer(cfg: BuildConfig):
     if choice in ("auto", "energy"):
         return EnergySyncScorer(cfg.sync.search_frames)
     raise ValueError(
-        f"sync.scorer must be auto | syncnet | energy, got {choice!r} (Light-ASD is not a sync scorer: it detects "
+        f"sync.scorer must be {' | '.join(CHOICES[('sync', 'scorer')])}, got {choice!r} (Light-ASD is not a sync scorer: it detects "
         "speech activity, but its score over audio shifts is nearly flat; see pipeline/models/lightasd.py)"
     )
 
@@ -69,8 +69,8 @@ class SyncFilter(Stage):
 
     def __init__(self, cfg: BuildConfig):
         super().__init__(cfg)
+        check_choices(cfg, "sync stage")  # before any weights load
         self.scorer = load_sync_scorer(cfg)
-        check_choices(cfg, "sync stage")
 
     @property
     def realigns(self) -> bool:
