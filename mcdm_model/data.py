@@ -146,6 +146,40 @@ class _Windows:
         yield from buf
 
 
+class _ShardGuard:
+    """tarfile_to_samples one shard at a time, raising when the stream's shards yield no sample at all.
+
+    webdataset's warn_and_continue swallows tar-level errors (a 0-byte tar, a tar cut short), and resampled shards
+    then pick bad shards forever without a word: the guard raises, naming the shards, once every shard has been
+    tried without a sample (resampled: each of `n_urls`; a finite pass: at its end)."""
+
+    def __init__(self, n_urls: int) -> None:
+        self.n_urls = n_urls
+
+    def __call__(self, src: Iterator[dict]) -> Iterator[dict]:
+        empty: set[str] = set()
+        total = 0
+        for shard in src:
+            n = 0
+            for sample in wds.tariterators.tarfile_samples(iter([shard]), handler=wds.warn_and_continue):
+                n += 1
+                yield sample
+            total += n
+            if not n:
+                empty.add(str(shard.get("url")))
+            if not total and len(empty) >= self.n_urls:
+                self._fail(empty)
+        if not total and empty:
+            self._fail(empty)
+
+    @staticmethod
+    def _fail(empty: set[str]) -> None:
+        names = sorted(empty)
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        raise RuntimeError(f"no usable sample in {len(names)} shard(s): {', '.join(names[:5])}{more} (empty, "
+                           "truncated or not a tar): rebuild them with `python -m pipeline.build` or check --shards")
+
+
 def collate(items: list[dict]) -> dict:
     out: dict = {"key": [it["key"] for it in items]}
     for k in items[0]:
@@ -162,7 +196,7 @@ def make_dataset(shards: str | Path | list[str], cfg: ModelConfig, tcfg: TrainCo
         stages = [wds.ResampledShards(urls, seed=tcfg.seed, deterministic=True)]
     else:
         stages = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
-    stages += [wds.tarfile_to_samples(handler=wds.warn_and_continue), _Windows(cfg, tcfg),
+    stages += [_ShardGuard(len(urls)), _Windows(cfg, tcfg),
                wds.batched(tcfg.batch_size, collation_fn=collate, partial=not resampled)]
     return wds.DataPipeline(*stages)
 

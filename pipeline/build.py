@@ -5,6 +5,10 @@ complete, writes it into one shard and marks it in the ledger; a rerun skips mar
 CPU stages run as Ray tasks, model stages as actor pools (fractional GPUs with --num-gpus).
 `ray.init()` starts a local cluster; set RAY_ADDRESS to join an existing one (the --out dir must then be on
 storage every node can reach).
+
+Exit codes (EXIT_* below): 0 done; 1 the run failed; 2 refused before any work (arguments, manifest, config,
+tools, weights, a locked --out, an unreachable Ray cluster); 3 finished with videos left for the next run after
+transient failures (<out>/pending.json; rerun the same command); 130 interrupted (finished videos are committed).
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import importlib
 import logging
 import os
 import pickle
+import socket
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from . import faults
 from .config import LANGS, SAMPLE_MANIFESTS, BuildConfig, load_config, save_config
 from .manifest import load_manifests
 from .record import Row
@@ -32,6 +39,10 @@ from .stages.shots import ShotSplit
 from .stages.sync import SyncFilter
 
 log = logging.getLogger("pipeline.build")
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+RAY_CONNECT_TIMEOUT_S = 30.0  # joining a cluster (RAY_ADDRESS): a dead or silent address fails within this
+RAY_START_TIMEOUT_S = 300.0  # starting a local cluster on a loaded machine
 
 # The pipeline, read as one list.
 STAGES: list[type[Stage]] = [Download, Normalize, ShotSplit, FaceTrack, LanguageTagger, SyncFilter, QualityFilter]
@@ -52,7 +63,7 @@ def run_local(stages: list[Stage], videos: Iterable[list[Row]]) -> Iterator[list
     for rows in videos:
         batch = [rows]
         for stage in stages:
-            batch = [g for rows_ in batch for g in group_by_video(stage.run_video(rows_))]
+            batch = [g for rows_ in batch for g in group_by_video(stage.apply(rows_))]
         yield from batch
 
 
@@ -64,7 +75,7 @@ class _RayStage:
 
     def __call__(self, item: dict) -> list[dict]:
         rows = pickle.loads(item["video"])
-        out = self.stage.run_video(rows)
+        out = self.stage.apply(rows)
         return [{"video": pickle.dumps(g)} for g in group_by_video(out)]
 
 
@@ -80,7 +91,7 @@ def _task_fn(stage_cls: type[Stage], cfg: BuildConfig):
         if key not in _TASK_STAGES:
             _TASK_STAGES[key] = stage_cls(cfg)
         rows = pickle.loads(item["video"])
-        return [{"video": pickle.dumps(g)} for g in group_by_video(_TASK_STAGES[key].run_video(rows))]
+        return [{"video": pickle.dumps(g)} for g in group_by_video(_TASK_STAGES[key].apply(rows))]
 
     return fn
 
@@ -105,6 +116,61 @@ def resolve_stages(spec: str | None) -> list[type[Stage]]:
     return out
 
 
+def _init_in_thread(timeout: float, **kwargs) -> None:
+    """ray.init(**kwargs), given up after `timeout` s: a silent peer would otherwise block it for many minutes.
+    (A hung attempt stays in a daemon thread; the process exits with the error.)"""
+    import ray
+
+    result: list[BaseException | None] = []
+
+    def go() -> None:
+        try:
+            ray.init(**kwargs)
+            result.append(None)
+        except BaseException as exc:  # handed to the caller's thread
+            result.append(exc)
+
+    thread = threading.Thread(target=go, name="ray-init", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not result:
+        raise RuntimeError(f"Ray did not answer within {timeout:.0f} s")
+    if result[0] is not None:
+        raise result[0]
+
+
+def connect_ray(address: str | None, num_cpus: int | None) -> None:
+    """Join the cluster at `address` (RAY_ADDRESS) or start a local one: a bounded wait and one clear error."""
+    kwargs = {"num_cpus": num_cpus, "logging_level": logging.WARNING, "log_to_driver": True}
+    if address:
+        if address != "auto":
+            hostport = address.split("://", 1)[-1].rstrip("/")
+            host, _, port = hostport.rpartition(":")
+            try:
+                with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5.0):
+                    pass
+            except (OSError, ValueError) as exc:
+                raise RuntimeError(f"cannot reach the Ray cluster at {address} (RAY_ADDRESS): {exc}; "
+                                   "start it, fix RAY_ADDRESS, or unset it for a local cluster") from None
+        try:
+            _init_in_thread(RAY_CONNECT_TIMEOUT_S, address=address, **kwargs)
+        except Exception as exc:
+            raise RuntimeError(f"cannot join the Ray cluster at {address} (RAY_ADDRESS): {exc}") from None
+        return
+    for attempt in (1, 2):  # a local start can fail under load (ports, a slow raylet): once more, then give up
+        try:
+            _init_in_thread(RAY_START_TIMEOUT_S, **kwargs)
+            return
+        except Exception as exc:
+            if attempt == 2 or str(exc).startswith("Ray did not answer"):
+                raise RuntimeError(f"could not start a local Ray cluster: {exc}") from None
+            log.warning("starting a local Ray cluster failed (%s); trying once more", faults.describe(exc))
+            import ray
+
+            ray.shutdown()
+            time.sleep(2.0)
+
+
 def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]] | None = None) -> Iterator[list[Row]]:
     import ray
 
@@ -115,13 +181,13 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
         # A local cluster needs a CPU slot per model actor plus one for tasks, or the graph waits forever on a
         # 2-core machine; the oversubscription is harmless there (model stages are mostly waiting on each other).
         n_actors = sum(1 for cls in stages if cls.uses_model) * max(1, cfg.actors)
-        local_cpus = None if address else max(os.cpu_count() or 1, n_actors + 1)
-        ray.init(address=address, num_cpus=local_cpus, logging_level=logging.WARNING, log_to_driver=True)
+        connect_ray(address, None if address else max(os.cpu_count() or 1, n_actors + 1))
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows one bar over source videos instead
     ctx.execution_options.preserve_order = False
     items = [{"video": pickle.dumps(v)} for v in videos]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    crashes = max(0, cfg.retry.worker_crashes)  # Ray Data's default is to rerun a crashed task forever
     for stage_cls in stages:
         if stage_cls.uses_model:
             ds = ds.flat_map(
@@ -130,51 +196,84 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
                 concurrency=max(1, cfg.actors),
                 num_gpus=cfg.num_gpus or None,
                 num_cpus=1,
+                max_restarts=crashes,
+                max_task_retries=crashes,
             )
         else:
-            ds = ds.flat_map(_task_fn(stage_cls, cfg), num_cpus=1)
+            ds = ds.flat_map(_task_fn(stage_cls, cfg), num_cpus=1, max_retries=crashes)
     for item in ds.iter_rows():
         yield pickle.loads(item["video"])
 
 
 def build(cfg: BuildConfig, use_ray: bool = True, stages: list[type[Stage]] | None = None) -> dict:
-    """Run the whole build; returns the stats dict also written to <out>/stats.json. `stages`: debug subset."""
+    """Run the whole build; returns the stats dict also written to <out>/stats.json. `stages`: debug subset.
+
+    Order: manifests are validated and their keys checked (nothing written yet), then the sink takes the --out
+    lock before anything goes into --out; a rerun with nothing left to do stops before any model loads."""
     from .media import require_ffmpeg
     from .report import write_report
     from .sink import ShardSink
 
     require_ffmpeg()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
     seeds = load_manifests(cfg.manifests, cfg.langs, limit=cfg.limit)
-    sink = ShardSink(cfg)
-    todo = [s for s in seeds if not sink.is_done(s["video_key"])]
-    log.info("%d source rows, %d already done (ledger), %d to process", len(seeds), len(seeds) - len(todo), len(todo))
-    t0 = time.time()
-    stages = list(STAGES) if stages is None else stages
-    stream = run_ray(cfg, [[s] for s in todo], stages) if (use_ray and todo) else run_local(
-        [cls(cfg) for cls in stages], [[s] for s in todo]
-    )
+    sink = ShardSink(cfg)  # takes the lock on --out first
+    try:
+        save_config(cfg, out / "config.yaml")
+        todo = [s for s in seeds if not sink.is_done(s["video_key"])]
+        log.info("%d source rows, %d already done (ledger), %d to process", len(seeds), len(seeds) - len(todo), len(todo))
+        t0 = time.time()
+        if todo:
+            stopped = _run_stream(cfg, sink, todo, use_ray, list(STAGES) if stages is None else stages, t0)
+            if stopped is not None:  # a transient failure of the whole stream (the cluster lost, ...)
+                for seed in todo:
+                    sink.leave_for_next_run(seed["video_key"], "build", faults.describe(stopped))
+        else:
+            log.info("nothing to do: every source video is in %s", out / "ledger")
+    finally:  # also on Ctrl-C or a Ray failure: commit the videos already finished, a rerun does the rest
+        sink.close()
+    stats = write_report(cfg, pending=sink.retry_later)
+    log.info("done in %.1f s: %s", time.time() - t0, out)
+    return stats
+
+
+def _run_stream(cfg: BuildConfig, sink, todo: list[Row], use_ray: bool, stages: list[type[Stage]],
+                t0: float) -> BaseException | None:
+    """Feed every finished video to the sink; returns the transient error that cut the stream short, if any."""
     from tqdm import tqdm
 
-    try:
-        with tqdm(total=len(todo), desc="videos", unit="video", file=sys.stderr, disable=None) as bar:
-            last_log, done = 0.0, 0
+    videos = [[s] for s in todo]
+    stream = run_ray(cfg, videos, stages) if use_ray else run_local([cls(cfg) for cls in stages], videos)
+    with tqdm(total=len(todo), desc="videos", unit="video", file=sys.stderr, disable=None) as bar:
+        last_log, done = 0.0, 0
+        try:
             for rows in stream:
                 sink.add_video(rows)
                 done += 1
                 bar.update(1)
-                bar.set_postfix(kept=sink.n_kept, dropped=sink.n_dropped)
+                bar.set_postfix(kept=sink.n_kept, dropped=sink.n_dropped, later=len(sink.retry_later))
                 if time.time() - last_log >= 30 or done == len(todo):  # the bar is off when logs go to a file
                     last_log = time.time()
-                    log.info("progress: %d/%d videos, %d clips kept, %d dropped, %.0f s",
-                             done, len(todo), sink.n_kept, sink.n_dropped, last_log - t0)
-    finally:  # also on Ctrl-C or a Ray failure: commit the videos already finished, a rerun does the rest
-        sink.close()
-    stats = write_report(cfg)
-    log.info("done in %.1f s: %s", time.time() - t0, out)
-    return stats
+                    log.info("progress: %d/%d videos, %d clips kept, %d dropped, %d videos left for the next run, "
+                             "%.0f s", done, len(todo), sink.n_kept, sink.n_dropped, len(sink.retry_later),
+                             last_log - t0)  # fmt: skip
+        except Exception as exc:
+            if not faults.is_transient(exc):
+                raise
+            log.error("the run stopped early after a transient failure: %s", faults.describe(exc))
+            return exc
+    return None
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code for a failure that reached main() (see the module docstring)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if faults.is_transient(exc):
+        return EXIT_PENDING
+    if isinstance(exc, (ValueError, RuntimeError, OSError)):  # manifest, config, tools, weights, lock, Ray
+        return EXIT_REFUSED
+    return EXIT_FAILED
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -200,22 +299,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: every failure ends in one line on stderr and a non-zero exit (traceback with -v)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     langs = list(LANGS) if args.lang == "all" else [x.strip() for x in args.lang.split(",") if x.strip()]
     bad = [x for x in langs if x not in LANGS]
     if bad:
         print(f"error: unknown language(s) {bad}; choose from {', '.join(LANGS)}", file=sys.stderr)
-        return 2
-    config_path = args.config
+        return EXIT_REFUSED
+    config_path, trusted = args.config, True
     local_yaml = Path(args.manifests or SAMPLE_MANIFESTS) / "config.yaml"
     if config_path is None and local_yaml.is_file():
-        # A manifest folder may carry build settings tuned for its footage (the sample's smaller faces).
-        log.info("using build settings from %s", local_yaml)
-        config_path = str(local_yaml)
+        # A manifest folder may carry thresholds tuned for its footage (the sample's smaller faces), nothing else.
+        log.info("using thresholds from %s", local_yaml)
+        config_path, trusted = str(local_yaml), False
     try:
         cfg = load_config(
             config_path,
+            trusted=trusted,
             langs=langs,
             manifests=args.manifests,
             out=args.out,
@@ -226,14 +327,25 @@ def main(argv: list[str] | None = None) -> int:
             language={"transcribe": True} if args.transcribe else None,
         )
         stats = build(cfg, use_ray=not args.no_ray, stages=resolve_stages(args.stages))
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        # bad manifest line, unknown setting, missing weights or tools: one clear line (-v adds the traceback)
+    except BaseException as exc:  # noqa: BLE001 - one clear line for every failure (-v adds the traceback)
+        if isinstance(exc, SystemExit):
+            raise
         log.debug("build failed", exc_info=True)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        code = exit_code(exc)
+        if code == EXIT_INTERRUPTED:
+            print("interrupted: finished videos are committed; rerun the same command to go on", file=sys.stderr)
+        else:
+            hint = " (a transient failure: rerun the same command)" if code == EXIT_PENDING else ""
+            print(f"error: {faults.describe(exc) if code == EXIT_FAILED else exc}{hint}", file=sys.stderr)
+        return code
     kept = stats.get("totals", {}).get("kept", 0)
+    pending = stats.get("pending", {}).get("videos", 0)
+    if pending:
+        print(f"kept {kept} clips; {pending} videos left for the next run after transient failures (listed in "
+              f"{Path(cfg.out) / 'pending.json'}): rerun the same command to retry them")  # fmt: skip
+        return EXIT_PENDING
     print(f"kept {kept} clips; shards, index.parquet and report.html in {cfg.out}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

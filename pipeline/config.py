@@ -23,7 +23,9 @@ def default_models_dir() -> str:
 
 @dataclass
 class DownloadConfig:
-    max_duration_s: float = 3600.0
+    max_duration_s: float = 3600.0  # also checked on the decoded stream when the container states no duration
+    max_bytes: int = 4 * 2**30  # per download; a bigger file is dropped "too_large" and its partial file removed
+    deadline_s: float = 1800.0  # wall clock per download (a server dripping bytes): then retry_later, partial removed
     retries: int = 3
     socket_timeout_s: float = 30.0
     max_results_per_query: int = 20  # for ytsearchN: sources
@@ -105,6 +107,16 @@ class SinkConfig:
 
 
 @dataclass
+class RetryConfig:
+    """Transient failures (pipeline/faults.py): disk full, timeouts, network, memory, killed workers."""
+
+    attempts: int = 3  # tries per item in one run; still failing -> retry_later (not ledgered: the next run retries)
+    backoff_s: float = 2.0  # sleep before the second try, doubled each time
+    max_backoff_s: float = 30.0
+    worker_crashes: int = 3  # Ray reruns of a task whose worker died (OOM-killed, crashed); then the run stops
+
+
+@dataclass
 class BuildConfig:
     out: str = "out"
     manifests: str = SAMPLE_MANIFESTS
@@ -121,6 +133,7 @@ class BuildConfig:
     sync: SyncConfig = field(default_factory=SyncConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
 
     @property
     def work_dir(self) -> Path:
@@ -143,13 +156,47 @@ def merge_dataclass(obj: Any, data: dict[str, Any], where: str) -> Any:
     return obj
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> BuildConfig:
-    """BuildConfig from defaults, then a YAML file, then keyword overrides (e.g. from the command line)."""
+# A manifest folder's config.yaml comes with the data, from anyone: it may set the thresholds of the curation
+# stages (numbers in these sections), nothing else. `out`, `models_dir`, model paths and backends, resource limits
+# (actors, num_gpus, download limits, timeouts, retries, shard sizes) come from the command line or --config.
+THRESHOLD_SECTIONS: tuple[str, ...] = ("shots", "faces", "language", "sync", "quality")
+NOT_THRESHOLDS: frozenset[str] = frozenset({"faces.crop_size", "faces.detect_max_side", "faces.detect_fps",
+                                            "language.batch_size"})  # fmt: skip
+
+
+def untrusted_keys(data: dict[str, Any]) -> list[str]:
+    """The dotted keys of a manifest folder's config that are not thresholds (so it may not set them)."""
+    cfg, bad = BuildConfig(), []
+    for section, value in data.items():
+        if section not in THRESHOLD_SECTIONS or not isinstance(value, dict):
+            bad.append(section)
+            continue
+        for name in value:
+            if not hasattr(getattr(cfg, section), name):
+                continue  # a typo: merge_dataclass names it as an unknown setting
+            current = getattr(getattr(cfg, section), name)
+            dotted = f"{section}.{name}"
+            if isinstance(current, bool) or not isinstance(current, (int, float)) or dotted in NOT_THRESHOLDS:
+                bad.append(dotted)
+    return bad
+
+
+def load_config(path: str | Path | None = None, *, trusted: bool = True, **overrides: Any) -> BuildConfig:
+    """BuildConfig from defaults, then a YAML file, then keyword overrides (e.g. from the command line).
+
+    `trusted=False` (a manifest folder's own config.yaml): only thresholds, see THRESHOLD_SECTIONS; any other key
+    is refused with an error naming it, before anything is read or written."""
     cfg = BuildConfig()
     if path:
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
+        bad = [] if trusted else untrusted_keys(data)
+        if bad:
+            raise ValueError(
+                f"{path}: a manifest folder's config.yaml may set thresholds only ({', '.join(THRESHOLD_SECTIONS)}), "
+                f"not {', '.join(bad)}: give those on the command line, or pass this file with --config to trust it"
+            )
         merge_dataclass(cfg, data, str(path))
     merge_dataclass(cfg, {k: v for k, v in overrides.items() if v is not None}, "override")
     check_choices(cfg, str(path or "config"))
@@ -171,8 +218,10 @@ def check_choices(cfg: BuildConfig, where: str) -> None:
 
 
 def save_config(cfg: BuildConfig, path: str | Path) -> None:
+    from .sink import write_atomic
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+    write_atomic(Path(path), yaml.safe_dump(asdict(cfg), sort_keys=False).encode("utf-8"))
 
 
 def replace(cfg: Any, **changes: Any) -> Any:

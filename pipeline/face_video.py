@@ -6,6 +6,7 @@ All ffmpeg calls take list arguments (never a shell); paths come from rows, neve
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,13 +60,17 @@ def sampled_frames(
 class CropWriter:
     """Streams RGB frames into an H.264 mp4 (silent, yuv420p) through ffmpeg's stdin; list args, no shell."""
 
-    def __init__(self, path: Path, size: int, fps: float, crf: int = 18):
+    def __init__(self, path: Path, size: int, fps: float, crf: int = 18, timeout: float = 1800.0):
         path.parent.mkdir(parents=True, exist_ok=True)
         args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt",
                 "rgb24", "-s", f"{size}x{size}", "-r", f"{fps:g}", "-i", "-", "-an", "-c:v", "libx264", "-preset",
                 "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(path)]
         self.path, self.n = path, 0
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # a stalled encoder would block write() forever: past `timeout` it is killed (write then raises EPIPE)
+        self._watchdog = threading.Timer(timeout, self.proc.kill)
+        self._watchdog.daemon = True
+        self._watchdog.start()
 
     def write(self, frame: np.ndarray) -> None:
         assert self.proc.stdin is not None
@@ -73,6 +78,14 @@ class CropWriter:
         self.n += 1
 
     def close(self, timeout: float = 300.0) -> None:
-        _, err = self.proc.communicate(timeout=timeout)
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise MediaError(f"ffmpeg crop encode timed out after {timeout:.0f} s", timed_out=True) from None
+        finally:
+            self._watchdog.cancel()
         if self.proc.returncode != 0:
-            raise MediaError(f"ffmpeg crop encode exit {self.proc.returncode}: {err.decode(errors='replace')[-300:]}")
+            text = err.decode(errors="replace")[-300:]
+            raise MediaError(f"ffmpeg crop encode exit {self.proc.returncode}: {text}", self.proc.returncode, text)

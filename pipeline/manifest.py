@@ -81,8 +81,25 @@ def _resolve_source(where: str, source: str, base: Path) -> tuple[str, str]:
 
 def load_manifest_file(path: str | Path, lang: str, limit: int = 0) -> list[Row]:
     """Seed rows of one `<lang>.csv`; ManifestError on the first invalid line."""
-    path = Path(path)
-    rows: list[Row] = []
+    return [row for row, _ in _read_manifest(Path(path), lang, limit)]
+
+
+def check_keys(rows: list[tuple[Row, str]]) -> None:
+    """Two ids that sanitise to one key (`Clip.1` and `clip_1_<hash>`, ...) would make the second video vanish:
+    refuse them before any work, naming both manifest lines."""
+    first: dict[str, tuple[str, str]] = {}
+    for row, where in rows:
+        key = row["video_key"]
+        if key in first:
+            where1, id1 = first[key]
+            raise ManifestError(f"{where}: id {row['source_id']!r} gives key {key!r}, the same as id {id1!r} on "
+                                f"{where1}: make the ids differ in more than case or punctuation")  # fmt: skip
+        first[key] = (where, row["source_id"])
+
+
+def _read_manifest(path: Path, lang: str, limit: int = 0) -> list[tuple[Row, str]]:
+    """(seed row, "file:line") per valid line; ManifestError on the first invalid one."""
+    rows: list[tuple[Row, str]] = []
     seen_ids: dict[str, int] = {}
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
@@ -116,7 +133,7 @@ def load_manifest_file(path: str | Path, lang: str, limit: int = 0) -> list[Row]
                     raise ManifestError(f"{where}: duplicate id {raw_id!r} (first on line {seen_ids[raw_id]})")
                 seen_ids[raw_id] = reader.line_num
                 rows.append(
-                    seed_row(lang, raw_id, source, license=rec.get("license", ""), note=rec.get("note", ""))
+                    (seed_row(lang, raw_id, source, license=rec.get("license", ""), note=rec.get("note", "")), where)
                 )
                 if limit and len(rows) >= limit:
                     break
@@ -131,7 +148,7 @@ def load_manifests(manifest_dir: str | Path, langs: list[str] | tuple[str, ...],
     """Seed rows for `langs` from `<manifest_dir>/<lang>.csv`, at most `limit` per language (0 = all).
 
     A CSV whose name is not a known language is an error (a typo would otherwise be silently skipped);
-    a requested language without a file is only a warning.
+    a requested language without a file is only a warning; two lines whose ids give one key are an error.
     """
     d = Path(manifest_dir)
     if not d.is_dir():
@@ -139,7 +156,7 @@ def load_manifests(manifest_dir: str | Path, langs: list[str] | tuple[str, ...],
     for csv_path in sorted(d.glob("*.csv")):
         if csv_path.stem not in LANGS:
             raise ManifestError(f"{csv_path}: unknown language file (expected <lang>.csv with lang in {LANGS})")
-    rows: list[Row] = []
+    rows: list[tuple[Row, str]] = []
     for lang in langs:
         if lang not in LANGS:
             raise ManifestError(f"unknown language {lang!r} (known: {', '.join(LANGS)})")
@@ -147,5 +164,6 @@ def load_manifests(manifest_dir: str | Path, langs: list[str] | tuple[str, ...],
         if not csv_path.is_file():
             log.warning("no manifest for %s: %s missing, skipping the language", lang, csv_path)
             continue
-        rows.extend(load_manifest_file(csv_path, lang, limit))
-    return rows
+        rows.extend(_read_manifest(csv_path, lang, limit))
+    check_keys(rows)
+    return [row for row, _ in rows]

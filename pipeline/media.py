@@ -9,14 +9,22 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from . import inject
+
 
 class MediaError(RuntimeError):
-    """ffmpeg/ffprobe failed on an input: the caller turns this into a drop, never a crash."""
+    """ffmpeg/ffprobe failed on an input: the caller turns this into a drop (or, when `faults.is_transient` says
+    the machine failed, not the media: disk full, a timeout, ffmpeg killed by a signal, into a retry)."""
+
+    def __init__(self, message: str, returncode: int | None = None, stderr: str = "", timed_out: bool = False):
+        super().__init__(message)
+        self.returncode, self.stderr, self.timed_out = returncode, stderr, timed_out
 
 
 def require_ffmpeg() -> None:
@@ -27,13 +35,15 @@ def require_ffmpeg() -> None:
 
 def run(args: Sequence[str], timeout: float = 600.0, input: bytes | None = None) -> bytes:
     """Run ffmpeg/ffprobe with list arguments; raise MediaError with the tail of stderr on failure."""
+    inject.at_run(list(args), timeout)
     try:
         proc = subprocess.run(list(args), input=input, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise MediaError(f"{args[0]} timed out after {timeout:.0f} s") from exc
+        raise MediaError(f"{args[0]} timed out after {timeout:.0f} s", timed_out=True) from exc
     if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise MediaError(f"{args[0]} exit {proc.returncode}: {' | '.join(tail)}")
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        tail = err.splitlines()[-3:]
+        raise MediaError(f"{args[0]} exit {proc.returncode}: {' | '.join(tail)}", proc.returncode, err[-2000:])
     return proc.stdout
 
 
@@ -63,6 +73,27 @@ def probe(path: str | Path, timeout: float = 60.0) -> dict:
         fps = float(num) / float(den or 1) if float(den or 1) else 0.0
         result |= {"width": int(video.get("width", 0)), "height": int(video.get("height", 0)), "fps": fps}
     return result
+
+
+def stream_duration(path: str | Path, cap_s: float, timeout: float = 300.0) -> float:
+    """Seconds the packets of the first video (else audio) stream span, for containers that state no duration
+    (written to a pipe, a live recording). Demuxes, never decodes, and stops after cap_s + 1 s: the answer is
+    exact up to the cap and "more than cap_s" beyond it, however long the file is."""
+    for stream in ("v:0", "a:0"):
+        out = run(["ffprobe", "-v", "error", "-read_intervals", f"%+{cap_s + 1:.3f}", "-select_streams", stream,
+                   "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", "--", str(path)],
+                  timeout=timeout)  # fmt: skip
+        starts, ends = [], []
+        for line in out.decode("ascii", "replace").splitlines():
+            pts, _, dur = line.partition(",")
+            try:
+                starts.append(float(pts))
+                ends.append(starts[-1] + (float(dur) if dur.strip() not in ("", "N/A") else 0.0))
+            except ValueError:
+                continue
+        if ends:
+            return max(ends) - min(starts)
+    return 0.0
 
 
 def read_frames(
@@ -118,7 +149,14 @@ def iter_frames(
     if vf:
         args += ["-vf", vf, "-fps_mode", "passthrough"]
     args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    inject.at_run(args, timeout)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    # `timeout` bounds the whole decode as in run(): a stalled ffmpeg (hung storage, a stuck decoder) is killed,
+    # the pipe then ends, and the caller gets a MediaError marked timed_out instead of a reader blocked forever.
+    expired = threading.Event()
+    watchdog = threading.Timer(timeout, lambda: (expired.set(), proc.kill()))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         assert proc.stdout is not None
         while True:
@@ -126,9 +164,12 @@ def iter_frames(
             if len(buf) < w * h * 3:
                 break
             yield np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+        if expired.is_set():
+            raise MediaError(f"ffmpeg timed out after {timeout:.0f} s decoding {path}", timed_out=True)
     finally:
+        watchdog.cancel()
         proc.kill()
-        proc.wait(timeout=timeout)
+        proc.wait(timeout=30)
 
 
 def read_audio(

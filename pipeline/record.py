@@ -16,6 +16,9 @@ sink       shard (path of the shard holding the kept clip, "" for drops)
 
 Rows carry paths to media on storage every Ray node can reach, never decoded frames or large arrays.
 A dropped row keeps status="dropped", drop_reason and drop_stage; later stages pass it through untouched.
+A row that failed transiently (pipeline/faults.py: disk, network, timeout, memory, a killed worker) after its
+retries has status="retry_later", drop_stage and drop_detail: it is no drop, so the sink neither ledgers nor
+indexes its video and lists it in <out>/pending.json; the next run processes the video again.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ Row = dict[str, Any]
 
 STATUS_OK = "ok"
 STATUS_DROPPED = "dropped"
+STATUS_RETRY = "retry_later"
 
 # Every drop reason a stage may record, by stage: the funnel in stats.json and the report follow this order.
 DROP_REASONS: dict[str, tuple[str, ...]] = {
-    "download": ("download_failed", "unsupported_source", "too_long"),
-    "normalize": ("corrupt_video", "no_audio", "no_video"),
+    "download": ("download_failed", "unsupported_source", "too_long", "too_large"),
+    "normalize": ("corrupt_video", "no_audio", "no_video", "too_long"),
     "shots": ("too_short", "no_shots"),
     "faces": ("no_face", "multi_face", "small_face", "track_broken", "extreme_pose"),
     "language": ("lang_mismatch", "lang_uncertain", "no_speech", "multi_speaker"),
@@ -88,6 +92,15 @@ def seed_row(lang: str, source_id: str, source: str, **extra: Any) -> Row:
 
 def is_ok(row: Row) -> bool:
     return row.get("status") == STATUS_OK
+
+
+def retry_later(row: Row, stage: str, detail: str) -> Row:
+    """Mark a row as failed transiently: not a drop, never ledgered, retried by the next run."""
+    row["status"] = STATUS_RETRY
+    row["drop_reason"] = STATUS_RETRY
+    row["drop_stage"] = stage
+    row["drop_detail"] = detail[:500]
+    return row
 
 
 def drop(row: Row, reason: str, stage: str | None = None, detail: str = "") -> Row:

@@ -205,11 +205,22 @@ def render_html(df: pd.DataFrame, stats: dict[str, Any], title: str) -> str:
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
 
 
-def write_report(cfg: BuildConfig) -> dict[str, Any]:
-    """Write <out>/stats.json and <out>/report.html from <out>/index.parquet; returns the stats dict."""
+def write_report(cfg: BuildConfig, pending: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """Write <out>/stats.json and <out>/report.html from <out>/index.parquet; returns the stats dict.
+
+    `pending`: videos left for the next run after transient failures (the sink's retry_later; not in the index).
+    Both files are written to a temp name and renamed, so a full disk never leaves a truncated report."""
+    from .sink import write_atomic
+
     out = Path(cfg.out)
     df = load_index(out)
     stats = compute_stats(df)
-    (out / "stats.json").write_text(json.dumps(stats, indent=1, sort_keys=False))
-    (out / "report.html").write_text(render_html(df, stats, f"Talking-face curation report: {out.resolve().name}"))
+    stats["pending"] = {"videos": len(pending or {}), "video_keys": sorted(pending or {})}
+    page = render_html(df, stats, f"Talking-face curation report: {out.resolve().name}")
+    if pending:
+        note = (f'<p id="pending">{len(pending)} source videos are left for the next run after transient failures '
+                f"(disk, network, timeouts): {html.escape(' '.join(sorted(pending)[:20]))}; see pending.json.</p>")
+        page = page.replace("<h2>Per language</h2>", note + "<h2>Per language</h2>", 1)
+    write_atomic(out / "stats.json", json.dumps(stats, indent=1, sort_keys=False).encode("utf-8"))
+    write_atomic(out / "report.html", page.encode("utf-8"))
     return stats

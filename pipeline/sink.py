@@ -6,6 +6,12 @@ Crash safety (a killed run resumes without losing or duplicating samples):
   without its shard means "killed between the two steps" and startup removes it (the video is redone);
 - startup deletes leftover `.tar.tmp` files, so samples of uncommitted videos vanish with them;
 - a video's clips never straddle two shards (limits are checked between videos).
+
+Transient faults (pipeline/faults.py): a video with a `retry_later` row is neither written nor ledgered, only
+listed in `<out>/pending.json`, so the next run redoes it. A transient write failure (disk full) abandons the
+open shard: its videos become pending too, nothing half-written is committed.
+Sample `.json` files carry no host paths: `*_path` fields stay in the index only, and a local `source` is written
+relative to the manifest folder (URLs and queries as given).
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from . import faults
 from .config import BuildConfig
-from .record import Row, drop, is_ok, safe_id
+from .manifest import source_kind
+from .record import STATUS_RETRY, Row, drop, is_ok, safe_id
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,20 @@ def scalar_fields(row: Row) -> dict[str, Any]:
     return out
 
 
+def public_fields(row: Row, manifests: str | Path) -> dict[str, Any]:
+    """What a sample's .json holds: the scalar fields without host paths. `*_path` fields and any other absolute
+    path are left out (the index keeps them); a local `source` becomes relative to the manifest folder."""
+    out: dict[str, Any] = {}
+    for k, v in scalar_fields(row).items():
+        if k.endswith("_path") or (isinstance(v, str) and k != "source" and os.path.isabs(v)):
+            continue
+        out[k] = v
+    src = out.get("source")
+    if isinstance(src, str) and source_kind(src) == "local" and os.path.isabs(src):
+        out["source"] = Path(os.path.relpath(src, Path(manifests).resolve())).as_posix()
+    return out
+
+
 def _stat_size(row: Row) -> int:
     """Bytes the row's members take on disk (0 for a missing file: it will be caught when read)."""
     total = 0
@@ -59,14 +81,21 @@ def _stat_size(row: Row) -> int:
     return total + 4 * 512
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a .tmp sibling + fsync + rename so a crash never leaves a half-written file."""
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a .tmp sibling + fsync + rename so a crash or a full disk never leaves a half-written file."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+_write_atomic = write_atomic
 
 
 @dataclass
@@ -90,13 +119,15 @@ class ShardSink:
         self.out = Path(cfg.out)
         self.shards_dir = self.out / "shards"
         self.ledger_dir = self.out / "ledger"
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = self._take_lock()  # first: before anything is written, and before _recover deletes .tmp files
         self.shards_dir.mkdir(parents=True, exist_ok=True)
         self.ledger_dir.mkdir(parents=True, exist_ok=True)
         self.n_kept = 0
         self.n_dropped = 0
         self._open: dict[str, _Shard] = {}
-        self._pending: set[str] = set()
-        self._lock = self._take_lock()  # before _recover: it deletes .tmp files a live writer would still need
+        self._pending: set[str] = set()  # written into an open shard, waiting for its commit
+        self.retry_later: dict[str, dict[str, str]] = {}  # video_key -> {stage, detail}: left for the next run
         self._done: set[str] = self._recover()
 
     # ---- startup ------------------------------------------------------------------------------------------
@@ -162,6 +193,10 @@ class ShardSink:
         if video_key in self._done or video_key in self._pending:
             log.warning("sink: %s arrived twice; ignoring the second copy (no duplicate samples)", video_key)
             return
+        waiting = next((r for r in rows if r.get("status") == STATUS_RETRY), None)
+        if waiting is not None:  # a transient failure: nothing of this video is written, the next run redoes it
+            self._leave_for_next_run(video_key, str(waiting.get("drop_stage", "")), str(waiting.get("drop_detail", "")))
+            return
         for row in rows:
             row["shard"] = ""  # set below for the rows that go into a shard
         ok_rows = [r for r in rows if is_ok(r)]
@@ -177,17 +212,24 @@ class ShardSink:
         ):
             self._close_shard(lang)
             shard = None
-        if shard is None:
-            shard = self._open_shard(lang)
-        kept = 0
-        for row in ok_rows:  # one sample in memory at a time; a sample is read whole before any byte is written
-            sample = self._read_sample(row)
-            if sample is None:
-                continue
-            row["shard"] = shard.final.name
-            sample["json"] = json.dumps(scalar_fields(row), ensure_ascii=False, sort_keys=True).encode("utf-8")
-            shard.n_bytes += shard.writer.write({"__key__": row["key"], **sample}) + 512 * len(sample)
-            kept += 1
+        try:
+            if shard is None:
+                shard = self._open_shard(lang)
+            kept = 0
+            for row in ok_rows:  # one sample in memory at a time; a sample is read whole before any byte is written
+                sample = self._read_sample(row)
+                if sample is None:
+                    continue
+                row["shard"] = shard.final.name
+                meta = public_fields(row, self.cfg.manifests)
+                sample["json"] = json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")
+                shard.n_bytes += shard.writer.write({"__key__": row["key"], **sample}) + 512 * len(sample)
+                kept += 1
+        except OSError as exc:  # disk full while writing: this shard is lost, its videos are redone next run
+            if not faults.is_transient(exc):
+                raise
+            self._abandon_shard(lang, exc, also=video_key)
+            return
         self.n_kept += kept
         if not kept:  # every kept row failed to read: nothing waits for the shard
             self._commit_video(video_key, rows)
@@ -199,13 +241,21 @@ class ShardSink:
         if shard.n_samples >= self.cfg.sink.shard_max_count or shard.n_bytes >= self.cfg.sink.shard_max_bytes:
             self._close_shard(lang)
 
+    def leave_for_next_run(self, video_key: str, stage: str, detail: str) -> None:
+        """A video the run could not finish (its stream failed): listed as pending, not ledgered."""
+        if video_key not in self._done and video_key not in self._pending:
+            self._leave_for_next_run(video_key, stage, detail)
+
     def close(self) -> Path:
-        """Commit every open shard, then write <out>/index.parquet from all ledger files; returns its path."""
-        for lang in list(self._open):
-            self._close_shard(lang)
+        """Commit every open shard, write <out>/pending.json and <out>/index.parquet (from all ledger files)."""
         try:
+            for lang in list(self._open):
+                self._close_shard(lang)
+            self._write_pending()
             return write_index(self.ledger_dir, self.out / "index.parquet")
         finally:
+            for lang in list(self._open):  # only left when a commit failed: never keep a half-written shard
+                self._open.pop(lang).tmp.unlink(missing_ok=True)
             self._lock.close()  # releases the flock
 
     # ---- internals ----------------------------------------------------------------------------------------
@@ -225,6 +275,8 @@ class ShardSink:
                 if not data:
                     raise OSError(f"{fld} {path} is empty")
             except OSError as exc:
+                if faults.is_transient(exc):  # e.g. EIO on network storage: the video is redone next run
+                    raise
                 log.warning("sink: %s: %s", key, exc)
                 drop(row, "write_failed", "sink", f"{type(exc).__name__}: {exc}")
                 return None
@@ -245,16 +297,27 @@ class ShardSink:
     def _close_shard(self, lang: str) -> None:
         """Commit: finish the tar, write each video's ledger, then rename .tmp -> .tar (see module docstring)."""
         shard = self._open.pop(lang)
-        shard.writer.close()
-        shard.fileobj.flush()
-        os.fsync(shard.fileobj.fileno())
-        shard.fileobj.close()
-        if not shard.n_samples:  # opened for a video whose files all failed to read
-            shard.tmp.unlink(missing_ok=True)
+        written: list[Path] = []
+        try:
+            shard.writer.close()
+            shard.fileobj.flush()
+            os.fsync(shard.fileobj.fileno())
+            shard.fileobj.close()
+            if not shard.n_samples:  # opened for a video whose files all failed to read
+                shard.tmp.unlink(missing_ok=True)
+                return
+            for video_key, rows in shard.videos:
+                self._write_ledger(video_key, rows)
+                written.append(self._ledger_path(video_key))
+            os.replace(shard.tmp, shard.final)
+        except OSError as exc:  # a full disk mid-commit: undo the ledger entries, the videos are redone next run
+            if not faults.is_transient(exc):
+                raise
+            for path in written:
+                path.unlink(missing_ok=True)
+            self._open[lang] = shard
+            self._abandon_shard(lang, exc)
             return
-        for video_key, rows in shard.videos:
-            self._write_ledger(video_key, rows)
-        os.replace(shard.tmp, shard.final)
         for video_key, _ in shard.videos:
             self._pending.discard(video_key)
             self._done.add(video_key)
@@ -262,13 +325,49 @@ class ShardSink:
 
     def _commit_video(self, video_key: str, rows: list[Row]) -> None:
         """A video with no kept clip: nothing to wait for, its ledger is committed right away."""
-        self._write_ledger(video_key, rows)
+        try:
+            self._write_ledger(video_key, rows)
+        except OSError as exc:
+            if not faults.is_transient(exc):
+                raise
+            self._leave_for_next_run(video_key, "sink", faults.describe(exc))
+            return
         self._done.add(video_key)
         self.n_dropped += len(rows)
 
     def _write_ledger(self, video_key: str, rows: list[Row]) -> None:
         entry = {"video_key": video_key, "committed_at": time.time(), "rows": [scalar_fields(r) for r in rows]}
-        _write_atomic(self._ledger_path(video_key), json.dumps(entry, ensure_ascii=False).encode("utf-8"))
+        write_atomic(self._ledger_path(video_key), json.dumps(entry, ensure_ascii=False).encode("utf-8"))
+
+    def _leave_for_next_run(self, video_key: str, stage: str, detail: str) -> None:
+        log.warning("sink: %s left for the next run (%s: %s)", video_key, stage or "?", detail[:200])
+        self.retry_later[video_key] = {"stage": stage, "detail": detail[:500]}
+
+    def _abandon_shard(self, lang: str, exc: BaseException, also: str | None = None) -> None:
+        """A transient write failure: delete the open shard of `lang`; its videos (and `also`) become pending."""
+        shard = self._open.pop(lang, None)
+        detail = faults.describe(exc)
+        if shard is not None:
+            try:
+                shard.fileobj.close()
+            except OSError:
+                pass  # the same full disk: the file is deleted below anyway
+            shard.tmp.unlink(missing_ok=True)
+            self.n_kept -= shard.n_samples
+            for video_key, _ in shard.videos:
+                self._pending.discard(video_key)
+                self._leave_for_next_run(video_key, "sink", detail)
+        if also is not None:
+            self._leave_for_next_run(also, "sink", detail)
+
+    def _write_pending(self) -> None:
+        """<out>/pending.json: the videos left for the next run and why; removed when there are none."""
+        path = self.out / "pending.json"
+        if not self.retry_later:
+            path.unlink(missing_ok=True)
+            return
+        entries = [{"video_key": k, **v} for k, v in sorted(self.retry_later.items())]
+        write_atomic(path, json.dumps({"videos": len(entries), "pending": entries}, indent=1).encode("utf-8"))
 
 
 def read_ledger(ledger_dir: str | Path) -> list[Row]:

@@ -1,20 +1,27 @@
-"""What every stage shares: pass-through of dropped rows, fan-out, and turning a crash on one item into a drop.
+"""What every stage shares: pass-through of dropped rows, fan-out, bounded retries of transient failures, and
+turning a failure on one item into a drop (the media is bad) or a `retry_later` (the machine failed).
 
 A stage is a plain class: heavy things load once in `__init__(cfg: BuildConfig)` (once per Ray actor) and
 `process(row)` handles one ok row, returning the row (possibly dropped) or a list of rows (fan-out: shots,
-face tracks, search results). `__call__` adds the rules every stage obeys, so stage code stays about its job.
+face tracks, search results). `__call__` adds the rules every stage obeys, so stage code stays about its job:
+a transient failure (pipeline/faults.py) is retried `retry.attempts` times with backoff, each try on a fresh
+copy of the row, and then marks the row `retry_later`; any other exception becomes the drop reason `error`.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+from .. import faults, inject
 from ..config import BuildConfig
-from ..record import Row, drop, is_ok
+from ..record import STATUS_RETRY, Row, drop, is_ok, retry_later
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Stage:
@@ -33,15 +40,32 @@ class Stage:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
+    def attempt(self, fn: Callable[[], T], key: object) -> T:
+        """fn() retried while it fails transiently (retry.attempts tries, backoff); other failures propagate."""
+        r = self.cfg.retry
+        return faults.retrying(fn, attempts=r.attempts, backoff_s=r.backoff_s, max_backoff_s=r.max_backoff_s,
+                               what=f"{self.name} {key}", before=inject.at_try)  # fmt: skip
+
+    def failed(self, row: Row, exc: BaseException) -> Row:
+        """The row after `exc` escaped its retries: retry_later when transient, else the drop reason "error"."""
+        if faults.is_transient(exc):
+            log.warning("%s: %s left for the next run after transient failures: %s", self.name, row.get("key"),
+                        faults.describe(exc))  # fmt: skip
+            return retry_later(row, self.name, faults.describe(exc))
+        log.warning("%s: %s failed on %s: %s", self.name, type(exc).__name__, row.get("key"), exc)
+        log.debug("%s", traceback.format_exc())
+        return drop(row, "error", self.name, faults.describe(exc))
+
     def __call__(self, row: Row) -> list[Row]:
         if not is_ok(row):
             return [row]
+        token = inject.set_stage(self.name)
         try:
-            out = self.process(row)
-        except Exception as exc:  # one bad item never kills a run: it becomes a recorded drop
-            log.warning("%s: %s failed on %s: %s", self.name, type(exc).__name__, row.get("key"), exc)
-            log.debug("%s", traceback.format_exc())
-            return [drop(row, "error", self.name, f"{type(exc).__name__}: {exc}")]
+            out = self.attempt(lambda: self.process(dict(row)), row.get("key"))
+        except Exception as exc:  # one bad item never kills a run: it becomes a drop or a retry_later
+            return [self.failed(row, exc)]
+        finally:
+            inject.reset_stage(token)
         return out if isinstance(out, list) else [out]
 
     def run_video(self, rows: list[Row]) -> list[Row]:
@@ -50,3 +74,14 @@ class Stage:
         for row in rows:
             out.extend(self(row))
         return out
+
+    def apply(self, rows: list[Row]) -> list[Row]:
+        """run_video as the build calls it: a video with a retry_later row passes through untouched (the whole
+        video is redone by the next run, so working on its other clips now would be wasted)."""
+        if any(r.get("status") == STATUS_RETRY for r in rows):
+            return rows
+        token = inject.set_stage(self.name)
+        try:
+            return self.run_video(rows)
+        finally:
+            inject.reset_stage(token)

@@ -1,9 +1,11 @@
 """Fetch a source (URL, ytsearch query or local path) with yt-dlp into the work dir.
 
-Local files are used in place. URLs go through the yt-dlp Python API (never a shell) into
+Local files are used in place. URLs go through the yt-dlp Python API (never a shell), in a child process that
+pipeline/fetch.py kills at `download.deadline_s` or `download.max_bytes`, into
 `<out>/work/<lang>/<video_key>/source.<ext>`; a file already there from an earlier run is reused. A
 `ytsearchN:` row fans out into one row per result (key from the result's id, never its title), skipping results
-the ledger marks finished. Every failure is a recorded drop so one bad source never stops a build.
+the ledger marks finished. A bad source is a recorded drop (404, too long, too large); a transient failure
+(HTTP 429/5xx, reset, timeout, the deadline) is retried and then left for the next run (pipeline/faults.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .. import media
+from .. import faults, fetch, media
 from ..manifest import source_kind
 from ..record import Row, drop, make_key
 from .base import Stage
@@ -24,42 +26,28 @@ _SEARCH = re.compile(r"^ytsearch(\d*|all):(.+)$", re.DOTALL)
 _DONE_FILE = re.compile(r"^source\.[A-Za-z0-9]{1,8}$")  # not .part/.ytdl/.f137.mp4 intermediates
 
 
-class _YdlLogger:
-    """Routes yt-dlp's messages to logging (quiet console) and keeps the last error for the drop detail."""
-
-    def __init__(self, key: str):
-        self.key, self.last_error = key, ""
-
-    def debug(self, msg: str) -> None:
-        log.debug("yt-dlp %s: %s", self.key, msg)
-
-    def info(self, msg: str) -> None:
-        log.debug("yt-dlp %s: %s", self.key, msg)
-
-    def warning(self, msg: str) -> None:
-        log.info("yt-dlp %s: %s", self.key, msg)
-
-    def error(self, msg: str) -> None:
-        self.last_error = msg
-        log.warning("yt-dlp %s: %s", self.key, msg)
-
-
 def _finished_file(work: Path) -> Path | None:
     files = sorted(p for p in work.glob("source.*") if _DONE_FILE.match(p.name) and p.stat().st_size > 0)
     return files[0] if files else None
+
+
+def _remove_partials(work: Path) -> None:
+    """Delete everything a stopped or failed download left (source.*.part, .ytdl, format fragments, the file)."""
+    for p in work.glob("source.*"):
+        p.unlink(missing_ok=True)
 
 
 class Download(Stage):
     name = "download"
     uses_model = False
 
-    def _opts(self, key: str, **extra: Any) -> dict[str, Any]:
+    def _opts(self, **extra: Any) -> dict[str, Any]:
+        """yt-dlp options (JSON-able: they travel to the child process in pipeline/fetch.py)."""
         c = self.cfg.download
         opts: dict[str, Any] = {
             "quiet": True,
             "no_warnings": False,
             "noprogress": True,
-            "logger": _YdlLogger(key),
             "socket_timeout": c.socket_timeout_s,
             "retries": c.retries,
             "fragment_retries": c.retries,
@@ -77,6 +65,21 @@ class Download(Stage):
             opts["ratelimit"] = parse_bytes(c.rate_limit)
         return opts | extra
 
+    def _fetch(self, op: str, url: str, opts: dict[str, Any], work: Path | None) -> dict[str, Any]:
+        """One yt-dlp job in a killable child under the download limits; a passed deadline raises Transient
+        (left for the next run at once: its partial file is removed), too many bytes returns too_large."""
+        c = self.cfg.download
+        job = {"op": op, "url": url, "opts": opts, "max_duration_s": c.max_duration_s, "max_bytes": c.max_bytes}
+        try:
+            return fetch.run_job(job, c.deadline_s, c.max_bytes, work)
+        except fetch.LimitExceeded as exc:
+            if work is not None:
+                _remove_partials(work)
+            if exc.kind == "too_large":
+                return {"ok": False, "info": None, "error": str(exc), "transient": False, "too_large": True,
+                        "too_long": ""}  # fmt: skip
+            raise faults.Transient(str(exc), retry_now=False) from None
+
     def process(self, row: Row) -> Row | list[Row]:
         kind = source_kind(row["source"])
         if kind == "local":
@@ -87,16 +90,22 @@ class Download(Stage):
             return self._search(row)
         return drop(row, "unsupported_source", self.name, f"unsupported source {row['source'][:80]!r}")
 
+    def _duration(self, path: Path) -> float:
+        """The container's duration, else (pipe-written files, live recordings) the one its packets span, read up
+        to max_duration_s + 1 s only. 0.0 when unreadable (Normalize then records corrupt_video)."""
+        try:
+            duration = media.probe(path)["duration_s"]
+            return duration or media.stream_duration(path, self.cfg.download.max_duration_s)
+        except media.MediaError as exc:
+            faults.raise_if_transient(exc)  # a probe that timed out under load says nothing about the file
+            return 0.0
+
     def _local(self, row: Row) -> Row:
         path = Path(row["source"])
         if not path.is_file():
             return drop(row, "download_failed", self.name, f"local file not found: {path}")
-        try:
-            duration = media.probe(path)["duration_s"]
-        except media.MediaError:
-            duration = 0.0  # unreadable: Normalize records it as corrupt_video
-        row |= {"video_path": str(path.resolve()), "title": path.stem, "channel": "", "duration_s": duration,
-                "license": row.get("license", ""), "webpage_url": ""}  # fmt: skip
+        row |= {"video_path": str(path.resolve()), "title": path.stem, "channel": "",
+                "duration_s": self._duration(path), "license": row.get("license", ""), "webpage_url": ""}  # fmt: skip
         return self._check_length(row)
 
     def _check_length(self, row: Row) -> Row:
@@ -107,8 +116,6 @@ class Download(Stage):
 
     def _url(self, row: Row, hint: dict | None = None) -> Row:
         """Download one URL into the work dir (or reuse the file an earlier run left there)."""
-        import yt_dlp
-
         work = self.video_dir(row)
         info: dict = dict(hint or {})
         if (info.get("duration") or 0) > self.cfg.download.max_duration_s:  # known from the search: skip early
@@ -116,40 +123,38 @@ class Download(Stage):
             return self._check_length(row)
         path = _finished_file(work)
         if path is None:
-            rejected: list[str] = []
-            limit = self.cfg.download.max_duration_s
-
-            def match_filter(entry: dict, *, incomplete: bool = False) -> str | None:
-                if (entry.get("duration") or 0) > limit:
-                    rejected.append(f"{entry['duration']:.0f} s > max_duration_s {limit:.0f}")
-                    return rejected[-1]
-                return None
-
             archive = self.cfg.work_dir / "download_archive.txt"
             for use_archive in (True, False):
                 tmpl = str(work).replace("%", "%%") + "/source.%(ext)s"  # '%' in --out must not be a field
                 # playlistend: a playlist URL yields its first video only (list videos as separate manifest rows)
-                opts = self._opts(row["key"], outtmpl=tmpl, match_filter=match_filter, playlistend=1)
+                opts = self._opts(outtmpl=tmpl, playlistend=1)
                 if use_archive:
                     opts["download_archive"] = str(archive)
-                try:
-                    with yt_dlp.YoutubeDL(opts) as ydl:
-                        info = ydl.extract_info(row["source"], download=True) or info
-                except Exception as exc:  # DownloadError, network errors, extractor bugs: all one drop
-                    return drop(row, "download_failed", self.name, f"{type(exc).__name__}: {exc}")
-                if rejected:
-                    row["duration_s"] = float(info.get("duration") or 0.0)
-                    return drop(row, "too_long", self.name, rejected[-1])
+                result = self._fetch("download", row["source"], opts, work)
+                if result["too_large"]:
+                    _remove_partials(work)
+                    return drop(row, "too_large", self.name, result["error"])
+                if not result["ok"]:
+                    if result["transient"]:  # HTTP 429/5xx, reset, timeout: retried (a .part file resumes)
+                        raise faults.Transient(result["error"])
+                    _remove_partials(work)
+                    return drop(row, "download_failed", self.name, result["error"])
+                if result["too_long"]:
+                    _remove_partials(work)
+                    row["duration_s"] = float((result["info"] or {}).get("duration") or 0.0)
+                    return drop(row, "too_long", self.name, result["too_long"])
+                info = result["info"] or info
                 path = _finished_file(work)
                 if path is not None:
                     break
                 log.info("%s: in %s but no file in %s; fetching again", row["key"], archive, work)
             if path is None:
                 return drop(row, "download_failed", self.name, "yt-dlp finished without a file")
-        try:
-            duration = media.probe(path)["duration_s"]
-        except media.MediaError:
-            duration = float(info.get("duration") or 0.0)
+        size = path.stat().st_size
+        if size > self.cfg.download.max_bytes:  # a file left by an earlier run with a larger limit
+            _remove_partials(work)
+            return drop(row, "too_large", self.name, f"{size} bytes > download.max_bytes {self.cfg.download.max_bytes}")
+        duration = self._duration(path) or float(info.get("duration") or 0.0)
         row |= {
             "video_path": str(path),
             "title": str(row.get("title") or info.get("title") or ""),  # a search result's title wins
@@ -162,11 +167,10 @@ class Download(Stage):
 
     def search(self, query: str, key: str) -> list[dict]:
         """Flat search results (id, url, title, duration, ...) without downloading anything."""
-        import yt_dlp
-
-        with yt_dlp.YoutubeDL(self._opts(key, extract_flat="in_playlist")) as ydl:
-            info = ydl.extract_info(query, download=False) or {}
-        return [e for e in (info.get("entries") or []) if isinstance(e, dict)]
+        result = self._fetch("search", query, self._opts(extract_flat="in_playlist"), None)
+        if not result["ok"]:
+            raise (faults.Transient if result["transient"] else RuntimeError)(result["error"])
+        return [e for e in ((result["info"] or {}).get("entries") or []) if isinstance(e, dict)]
 
     def _search(self, row: Row) -> Row | list[Row]:
         m = _SEARCH.match(row["source"])
@@ -176,6 +180,7 @@ class Download(Stage):
         try:
             entries = self.search(f"ytsearch{n}:{m.group(2)}", row["key"])
         except Exception as exc:
+            faults.raise_if_transient(exc)  # retried by Stage.__call__, then retry_later
             return drop(row, "download_failed", self.name, f"search failed: {type(exc).__name__}: {exc}")
         if not entries:
             return drop(row, "download_failed", self.name, "search returned no results")
@@ -196,5 +201,8 @@ class Download(Stage):
             if source_kind(url) != "url":
                 out.append(drop(child, "unsupported_source", self.name, f"search result url {url[:80]!r}"))
                 continue
-            out.append(self._url(child, hint=entry))
+            try:  # one result's transient failure is retried (then retry_later) on its own, not the whole search
+                out.append(self.attempt(lambda child=child, entry=entry: self._url(dict(child), hint=entry), key))
+            except Exception as exc:
+                out.append(self.failed(child, exc))
         return out

@@ -76,12 +76,12 @@ class LanguageTagger(Stage):
         return rows
 
     def _guard(self, row: Row, fn, *args):
-        """Run fn; an exception becomes this row's recorded "error" drop (as Stage.__call__ does)."""
+        """Run fn (transient failures retried); an exception becomes this row's "error" drop or retry_later
+        (as Stage.__call__ does)."""
         try:
-            return fn(*args)
+            return self.attempt(lambda: fn(*args), row.get("key"))
         except Exception as exc:
-            log.warning("language: %s on %s: %s", type(exc).__name__, row.get("key"), exc)
-            drop(row, "error", self.name, f"{type(exc).__name__}: {exc}")
+            self.failed(row, exc)
             return None
 
     def _prepare(self, row: Row) -> _Clip | None:

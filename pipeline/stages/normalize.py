@@ -3,6 +3,9 @@
 Sources arrive in any container, codec, frame rate (often VFR) and orientation. One ffmpeg pass writes
 `norm.mkv` (video + audio, frame k at k/25 s) and `audio.wav` (the same audio, for the audio models), so frame
 indices and audio sample indices agree everywhere downstream (640 samples per frame).
+Decoding stops at `download.max_duration_s` + 1 s, so a container that states no (or a wrong) duration cannot
+turn a 2-h recording into hundreds of clips: output longer than the cap is dropped "too_long". ffmpeg failures
+that are the machine's (disk full, timeout, killed) are not `corrupt_video`: faults.py makes them retries.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from .. import media
+from .. import faults, media
 from ..record import Row, drop
 from .base import Stage
 
@@ -47,6 +50,7 @@ class Normalize(Stage):
         try:
             info = stream_info(src)
         except media.MediaError as exc:
+            faults.raise_if_transient(exc)
             return drop(row, "corrupt_video", self.name, f"unreadable: {exc}")
         if not info["has_video"]:
             return drop(row, "no_video", self.name, "no video stream (audio only or cover art)")
@@ -65,9 +69,10 @@ class Normalize(Stage):
         vf = f"fps={c.fps}:start_time=0,{scale}:flags=bicubic,setsar=1,format=yuv420p"
         af = f"aresample={c.sample_rate}:async=1:first_pts=0"
         audio_out = ["-af", af, "-ac", "1", "-ar", str(c.sample_rate), "-c:a", "pcm_s16le"]
+        cap = self.cfg.download.max_duration_s
         try:
             media.ffmpeg(
-                "-i", str(src),
+                "-t", f"{cap + 1:.3f}", "-i", str(src),
                 "-map", "0:V:0", "-map", "0:a:0", "-vf", vf, "-fps_mode", "cfr",
                 "-c:v", "libx264", "-preset", c.preset, "-crf", str(c.crf), "-g", str(2 * c.fps),
                 *audio_out, str(tmp_norm),
@@ -78,7 +83,13 @@ class Normalize(Stage):
         except media.MediaError as exc:
             tmp_norm.unlink(missing_ok=True)
             tmp_wav.unlink(missing_ok=True)
+            faults.raise_if_transient(exc)  # ENOSPC, a timeout under load, ffmpeg killed: retried, never ledgered
             return drop(row, "corrupt_video", self.name, f"decode failed: {exc}")
+        if out["duration_s"] > cap:
+            tmp_norm.unlink(missing_ok=True)
+            tmp_wav.unlink(missing_ok=True)
+            return drop(row, "too_long", self.name, f"decoded stream runs past max_duration_s {cap:.0f} "
+                        f"(the container states {info['duration_s']:.0f} s)")  # fmt: skip
         if not out["has_video"] or out["duration_s"] <= 0 or (
             info["duration_s"] > 0 and out["duration_s"] < MIN_DECODED_FRACTION * info["duration_s"] - 0.5
         ):

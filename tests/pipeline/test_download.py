@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import BuildConfig, DownloadConfig
+from pipeline.config import BuildConfig, DownloadConfig, RetryConfig
 from pipeline.media import ffmpeg, probe
 from pipeline.record import drop, make_key, seed_row
 from pipeline.stages.download import Download
 
-STALL_S = 6.0
+STALL_S = 15.0
 SOCKET_TIMEOUT_S = 1.0
 
 
@@ -88,11 +88,10 @@ def server(served_mp4):
     httpd.server_close()
 
 
-def _cfg(tmp_path: Path, **download) -> BuildConfig:
-    dl = DownloadConfig(retries=1, socket_timeout_s=SOCKET_TIMEOUT_S) if not download else DownloadConfig(
-        retries=1, socket_timeout_s=SOCKET_TIMEOUT_S, **download
-    )
-    return BuildConfig(out=str(tmp_path / "out"), langs=["en"], download=dl)
+def _cfg(tmp_path: Path, attempts: int = 2, **download) -> BuildConfig:
+    dl = DownloadConfig(retries=1, socket_timeout_s=SOCKET_TIMEOUT_S, **download)
+    retry = RetryConfig(attempts=attempts, backoff_s=0.1)
+    return BuildConfig(out=str(tmp_path / "out"), langs=["en"], download=dl, retry=retry)
 
 
 def test_http_success_gives_playable_file_in_work_dir_and_reuses_it(tmp_path, server, served_mp4, caplog):
@@ -123,13 +122,22 @@ def test_http_success_gives_playable_file_in_work_dir_and_reuses_it(tmp_path, se
     assert hits["/ok.mp4"] > n_hits
 
 
-@pytest.mark.parametrize("path", ["/missing.mp4", "/error.mp4", "/truncated.mp4"])
-def test_http_faults_become_download_failed(tmp_path, server, path):
-    base, _ = server
-    [out] = Download(_cfg(tmp_path))(seed_row("en", "bad", base + path))
+def test_http_404_is_a_permanent_drop(tmp_path, server):
+    base, hits = server
+    [out] = Download(_cfg(tmp_path))(seed_row("en", "bad", base + "/missing.mp4"))
     assert out["status"] == "dropped" and out["drop_reason"] == "download_failed", out
-    assert out["drop_stage"] == "download"
-    assert {"/missing.mp4": "404", "/error.mp4": "500", "/truncated.mp4": "bytes"}[path] in out["drop_detail"]
+    assert out["drop_stage"] == "download" and "404" in out["drop_detail"]
+    assert hits["/missing.mp4"] == 1  # not retried: the URL is bad
+    assert not list((_cfg(tmp_path).work_dir / "en" / out["video_key"]).glob("source.*"))
+
+
+@pytest.mark.parametrize("path", ["/error.mp4", "/truncated.mp4"])
+def test_http_5xx_and_cut_transfers_are_retried_then_left_for_the_next_run(tmp_path, server, path):
+    base, hits = server
+    [out] = Download(_cfg(tmp_path, attempts=2))(seed_row("en", "bad", base + path))
+    assert out["status"] == "retry_later" and out["drop_stage"] == "download", out
+    assert {"/error.mp4": "500", "/truncated.mp4": "bytes"}[path] in out["drop_detail"]
+    assert hits[path] >= 2  # tried again in this run
     work = _cfg(tmp_path).work_dir / "en" / out["video_key"]
     assert not [p for p in work.glob("source.*") if not p.name.endswith((".part", ".ytdl"))]
 
@@ -137,9 +145,9 @@ def test_http_faults_become_download_failed(tmp_path, server, path):
 def test_stalled_server_times_out_within_bounds(tmp_path, server):
     base, _ = server
     t0 = time.monotonic()
-    [out] = Download(_cfg(tmp_path))(seed_row("en", "stall", f"{base}/stall.mp4"))
+    [out] = Download(_cfg(tmp_path, attempts=1))(seed_row("en", "stall", f"{base}/stall.mp4"))
     elapsed = time.monotonic() - t0
-    assert out["drop_reason"] == "download_failed", out
+    assert out["status"] == "retry_later", out
     assert "timed out" in out["drop_detail"].lower()
     assert elapsed < STALL_S, f"took {elapsed:.1f} s: socket_timeout not applied"
 
