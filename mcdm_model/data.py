@@ -147,11 +147,12 @@ class _Windows:
 
 
 class _ShardGuard:
-    """tarfile_to_samples one shard at a time, raising when the stream's shards yield no sample at all.
+    """tarfile_to_samples one shard at a time, raising when the stream's shards yield no complete sample at all.
 
     webdataset's warn_and_continue swallows tar-level errors (a 0-byte tar, a tar cut short), and resampled shards
     then pick bad shards forever without a word: the guard raises, naming the shards, once every shard has been
-    tried without a sample (resampled: each of `n_urls`; a finite pass: at its end)."""
+    tried without a complete sample (one with mp4, wav and npz; resampled: each of `n_urls`; a finite pass: at
+    its end)."""
 
     def __init__(self, n_urls: int) -> None:
         self.n_urls = n_urls
@@ -162,7 +163,7 @@ class _ShardGuard:
         for shard in src:
             n = 0
             for sample in wds.tariterators.tarfile_samples(iter([shard]), handler=wds.warn_and_continue):
-                n += 1
+                n += {"mp4", "wav", "npz"} <= sample.keys()
                 yield sample
             total += n
             if not n:

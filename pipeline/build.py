@@ -41,8 +41,7 @@ from .stages.sync import SyncFilter
 log = logging.getLogger("pipeline.build")
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-RAY_CONNECT_TIMEOUT_S = 30.0  # joining a cluster (RAY_ADDRESS): a dead or silent address fails within this
-RAY_START_TIMEOUT_S = 300.0  # starting a local cluster on a loaded machine
+RAY_CONNECT_TIMEOUT_S = float(os.environ.get("TFW_RAY_CONNECT_TIMEOUT_S", 30.0))  # joining a cluster (RAY_ADDRESS)
 
 # The pipeline, read as one list.
 STAGES: list[type[Stage]] = [Download, Normalize, ShotSplit, FaceTrack, LanguageTagger, SyncFilter, QualityFilter]
@@ -116,9 +115,13 @@ def resolve_stages(spec: str | None) -> list[type[Stage]]:
     return out
 
 
+class RayUnavailable(RuntimeError):
+    """Ray could not be joined or started: the build refuses to begin (exit 2), whatever the cause's wording."""
+
+
 def _init_in_thread(timeout: float, **kwargs) -> None:
     """ray.init(**kwargs), given up after `timeout` s: a silent peer would otherwise block it for many minutes.
-    (A hung attempt stays in a daemon thread; the process exits with the error.)"""
+    (A hung attempt stays in a daemon thread; main() then exits at once after the error line.)"""
     import ray
 
     result: list[BaseException | None] = []
@@ -150,31 +153,30 @@ def connect_ray(address: str | None, num_cpus: int | None) -> None:
                 with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5.0):
                     pass
             except (OSError, ValueError) as exc:
-                raise RuntimeError(f"cannot reach the Ray cluster at {address} (RAY_ADDRESS): {exc}; "
+                raise RayUnavailable(f"cannot reach the Ray cluster at {address} (RAY_ADDRESS): {exc}; "
                                    "start it, fix RAY_ADDRESS, or unset it for a local cluster") from None
         try:
             _init_in_thread(RAY_CONNECT_TIMEOUT_S, address=address, **kwargs)
         except Exception as exc:
-            raise RuntimeError(f"cannot join the Ray cluster at {address} (RAY_ADDRESS): {exc}") from None
+            raise RayUnavailable(f"cannot join the Ray cluster at {address} (RAY_ADDRESS): {exc}") from None
         return
+    import ray
+
     for attempt in (1, 2):  # a local start can fail under load (ports, a slow raylet): once more, then give up
         try:
-            _init_in_thread(RAY_START_TIMEOUT_S, **kwargs)
+            ray.init(**kwargs)
             return
         except Exception as exc:
-            if attempt == 2 or str(exc).startswith("Ray did not answer"):
-                raise RuntimeError(f"could not start a local Ray cluster: {exc}") from None
+            if attempt == 2:
+                raise RayUnavailable(f"could not start a local Ray cluster: {faults.describe(exc)}") from None
             log.warning("starting a local Ray cluster failed (%s); trying once more", faults.describe(exc))
-            import ray
-
             ray.shutdown()
             time.sleep(2.0)
 
 
-def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]] | None = None) -> Iterator[list[Row]]:
+def start_ray(cfg: BuildConfig, stages: list[type[Stage]]) -> None:
+    """Join RAY_ADDRESS or start a local cluster, unless this process is connected already."""
     import ray
-
-    stages = list(STAGES) if stages is None else stages
 
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
@@ -182,6 +184,13 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
         # 2-core machine; the oversubscription is harmless there (model stages are mostly waiting on each other).
         n_actors = sum(1 for cls in stages if cls.uses_model) * max(1, cfg.actors)
         connect_ray(address, None if address else max(os.cpu_count() or 1, n_actors + 1))
+
+
+def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]] | None = None) -> Iterator[list[Row]]:
+    import ray
+
+    stages = list(STAGES) if stages is None else stages
+    start_ray(cfg, stages)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows one bar over source videos instead
     ctx.execution_options.preserve_order = False
@@ -243,6 +252,8 @@ def _run_stream(cfg: BuildConfig, sink, todo: list[Row], use_ray: bool, stages: 
     from tqdm import tqdm
 
     videos = [[s] for s in todo]
+    if use_ray:
+        start_ray(cfg, stages)  # before the stream: a cluster that cannot be reached is a refusal, not a retry
     stream = run_ray(cfg, videos, stages) if use_ray else run_local([cls(cfg) for cls in stages], videos)
     with tqdm(total=len(todo), desc="videos", unit="video", file=sys.stderr, disable=None) as bar:
         last_log, done = 0.0, 0
@@ -269,6 +280,8 @@ def exit_code(exc: BaseException) -> int:
     """The exit code for a failure that reached main() (see the module docstring)."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
+    if isinstance(exc, RayUnavailable):
+        return EXIT_REFUSED
     if faults.is_transient(exc):
         return EXIT_PENDING
     if isinstance(exc, (ValueError, RuntimeError, OSError)):  # manifest, config, tools, weights, lock, Ray
@@ -337,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             hint = " (a transient failure: rerun the same command)" if code == EXIT_PENDING else ""
             print(f"error: {faults.describe(exc) if code == EXIT_FAILED else exc}{hint}", file=sys.stderr)
+        if any(t.name == "ray-init" and t.is_alive() for t in threading.enumerate()):
+            sys.stderr.flush()  # a Ray connect still hangs in its thread: leave now, it would only add noise
+            os._exit(code)
         return code
     kept = stats.get("totals", {}).get("kept", 0)
     pending = stats.get("pending", {}).get("videos", 0)

@@ -4,7 +4,7 @@
 fault while the named stage (or `*`: any) works. Where a fault fires depends on its kind:
 
   at an ffmpeg/ffprobe call (`media.run`), as ffmpeg itself reports it:
-    enospc     exit 1, "No space left on device" on stderr
+    enospc     exit 1, "No space left on device" on stderr (only calls that write a file)
     timeout    the call ran past its timeout
     killed     ffmpeg killed by SIGKILL (what the kernel's OOM killer does)
   at the start of each try of one item (`faults.retrying`):
@@ -82,9 +82,13 @@ def _due(kinds: tuple[str, ...]) -> str | None:
     return None
 
 
+def _writes_file(args: list[str]) -> bool:
+    return bool(args) and os.path.basename(str(args[0])) == "ffmpeg" and str(args[-1]) != "-"
+
+
 def at_run(args: list[str], timeout: float) -> None:
     """Called by media.run before it starts ffmpeg/ffprobe."""
-    kind = _due(RUN_KINDS)
+    kind = _due(RUN_KINDS if _writes_file(args) else tuple(k for k in RUN_KINDS if k != "enospc"))
     if kind is None:
         return
     from .media import MediaError

@@ -1,0 +1,69 @@
+"""Case 5: every way Ray can fail to come up ends in one clear line and exit 2 within a bounded time: a dead
+RAY_ADDRESS, an address that accepts connections but never answers, RAY_ADDRESS=auto with no cluster, a local
+start that fails (retried once first). Each uses its own empty RAY_TMPDIR, so no other build's cluster is joined."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from pipeline import build as build_mod
+from tests.reliability.runner import build, fast_config, manifest
+
+
+@pytest.fixture()
+def inputs(tmp_path, shared_media):
+    man = manifest(tmp_path / "manifests", {"aoc": str(shared_media / "video_av" / "vexpress_AOC_en_4s.mp4")})
+    return man, fast_config(tmp_path)
+
+
+def _ray_build(tmp_path, inputs, **env):
+    man, config = inputs
+    (tmp_path / "raytmp").mkdir(exist_ok=True)
+    t0 = time.monotonic()
+    proc = build(tmp_path / "out", man, config=config, ray=True,
+                 extra_env={"RAY_TMPDIR": str(tmp_path / "raytmp"), **env}, timeout=300)  # fmt: skip
+    return proc, time.monotonic() - t0
+
+
+def _one_error_line(proc) -> str:
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and proc.stderr.strip().splitlines()[-1] == errors[0], proc.stderr[-2000:]
+    return errors[0]
+
+
+def test_dead_ray_address_is_named_at_once(tmp_path, inputs):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc, elapsed = _ray_build(tmp_path, inputs, RAY_ADDRESS=f"127.0.0.1:{port}")
+    line = _one_error_line(proc)
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port} (RAY_ADDRESS)" in line
+    print(f"dead address refused in {elapsed:.1f} s")
+
+
+def test_silent_ray_address_gives_up_after_the_connect_timeout(tmp_path, inputs):
+    with socket.socket() as srv:  # accepts TCP connections, never says a word
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        port = srv.getsockname()[1]
+        proc, elapsed = _ray_build(tmp_path, inputs, RAY_ADDRESS=f"127.0.0.1:{port}", TFW_RAY_CONNECT_TIMEOUT_S="5")
+    line = _one_error_line(proc)
+    assert f"cannot join the Ray cluster at 127.0.0.1:{port}" in line and "did not answer within 5 s" in line
+    assert build_mod.RAY_CONNECT_TIMEOUT_S <= 30  # the default bound
+    print(f"silent address given up in {elapsed:.1f} s")
+
+
+def test_ray_address_auto_without_a_cluster(tmp_path, inputs):
+    proc, _ = _ray_build(tmp_path, inputs, RAY_ADDRESS="auto")
+    assert "cannot join the Ray cluster at auto (RAY_ADDRESS)" in _one_error_line(proc)
+
+
+def test_local_start_failure_is_retried_once_then_one_line(tmp_path, inputs):
+    proc, _ = _ray_build(tmp_path, inputs, RAY_TMPDIR="/dev/null/ray")  # a temp dir Ray cannot create
+    assert "could not start a local Ray cluster" in _one_error_line(proc)
+    assert proc.stderr.count("trying once more") == 1
