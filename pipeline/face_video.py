@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .media import MediaError, iter_frames, probe
+from .media import MediaError, iter_frames, probe, write_failed
 
 
 def clip_frames(path: str | Path, start_s: float, end_s: float, n: int) -> Iterator[np.ndarray]:
@@ -86,6 +86,6 @@ class CropWriter:
             raise MediaError(f"ffmpeg crop encode timed out after {timeout:.0f} s", timed_out=True) from None
         finally:
             self._watchdog.cancel()
-        if self.proc.returncode != 0:
-            text = err.decode(errors="replace")[-300:]
+        text = err.decode(errors="replace")[-300:]
+        if self.proc.returncode != 0 or write_failed(text):
             raise MediaError(f"ffmpeg crop encode exit {self.proc.returncode}: {text}", self.proc.returncode, text)

@@ -7,6 +7,7 @@ normalize), and audio is read as float32 mono at the requested rate.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -16,6 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from . import inject
+
+_WRITE_FAILED = re.compile(r"Error writing trailer|Error closing file|No space left on device|Disk quota exceeded")
+
+
+def write_failed(stderr: str) -> bool:
+    """ffmpeg 5 exits 0 when writing the trailer or closing its output fails (a full disk), leaving the file
+    truncated: its stderr is the only sign."""
+    return bool(_WRITE_FAILED.search(stderr))
 
 
 class MediaError(RuntimeError):
@@ -40,8 +49,8 @@ def run(args: Sequence[str], timeout: float = 600.0, input: bytes | None = None)
         proc = subprocess.run(list(args), input=input, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise MediaError(f"{args[0]} timed out after {timeout:.0f} s", timed_out=True) from exc
-    if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip()
+    err = proc.stderr.decode("utf-8", "replace").strip() if proc.stderr else ""
+    if proc.returncode != 0 or write_failed(err):
         tail = err.splitlines()[-3:]
         raise MediaError(f"{args[0]} exit {proc.returncode}: {' | '.join(tail)}", proc.returncode, err[-2000:])
     return proc.stdout

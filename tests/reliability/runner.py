@@ -15,6 +15,7 @@ from pathlib import Path
 
 from benchmarks.kit import faultkit
 from benchmarks.kit.faultkit import FaultServer, index_rows, manifest, pending, shard_json, shard_keys
+from pipeline.stages.base import Stage
 
 __all__ = ["FaultServer", "index_rows", "manifest", "pending", "shard_json", "shard_keys"]
 
@@ -89,3 +90,13 @@ def on_tmpfs(mountpoint: Path, size: str) -> list[str]:
     mountpoint.mkdir(parents=True, exist_ok=True)
     return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
             f'mount -t tmpfs -o size={size} tmpfs "{mountpoint}" && exec "$@"', "sh"]  # fmt: skip
+
+
+class NoModelsAllowed(Stage):
+    """A model stage that refuses to be built: a rerun with nothing to do must never construct a stage."""
+
+    name = "faces"
+    uses_model = True
+
+    def __init__(self, cfg):
+        raise RuntimeError("a model stage was built although nothing was left to do")
