@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 
+from .. import faults
 from ..record import Row, drop, make_key
 from .base import Stage
 
@@ -62,7 +63,8 @@ class ShotSplit(Stage):
 
         try:
             scenes = detect_scenes(row["norm_path"], c.threshold, max(1, round(c.min_scene_s * fps)))
-        except (OSError, VideoOpenFailure) as exc:  # nothing decodable
+        except (OSError, VideoOpenFailure) as exc:  # nothing decodable (unless the storage failed: then a retry)
+            faults.raise_if_transient(exc)
             return drop(row, "no_shots", self.name, f"cannot open video: {exc}")
         if not scenes:
             return drop(row, "no_shots", self.name, "no frames decoded")
