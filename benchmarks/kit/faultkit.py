@@ -193,3 +193,66 @@ class FaultServer:
             self.sent[path] += len(body)
 
         self.routes[path] = serve
+
+
+def fault_campaign(work: Path, media: Path, clips: tuple[str, ...], http_faults: dict[str, list[str]], plan: str,
+                   config_yaml: str, stages: str | None = None, ray: bool = False, max_reruns: int = 2,
+                   log: Callable[[str], None] = print) -> dict:  # fmt: skip
+    """A fault-free build, then builds under the planned faults until one exits 0 (at most 1 + max_reruns).
+
+    `clips` (under media/video_av) are served by a FaultServer; `http_faults[id]` are the faults its URL serves
+    first; `plan` is a TFW_FAULTS plan (pipeline/inject.py) whose budget is shared by every run. Returns the
+    figures: runs [(exit, faults fired, of them HTTP, videos pending, clips kept, wall s)], fired, planned, the
+    kept keys of both builds, duplicates, whether every drop has a reason."""
+    import shutil
+    import time
+
+    from pipeline import inject
+
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    server = FaultServer()
+    try:
+        bodies = {Path(c).stem.lower(): (media / "video_av" / c).read_bytes() for c in clips}
+        for name, body in bodies.items():
+            server.file(f"/{name}.mp4", body)
+        man = manifest(work / "manifests", {name: f"{server.base}/{name}.mp4" for name in bodies})
+        config = work / "build.yaml"
+        config.write_text(config_yaml)
+        n_http = sum(len(v) for v in http_faults.values())
+        planned = n_http + sum(n for _, _, n in inject.parse(plan))
+        log(f"{len(bodies)} videos served from {server.base}; {planned} transient faults planned ({n_http} HTTP, {plan})")
+        t0 = time.monotonic()
+        ref = build(work / "reference", man, config=config, stages=stages, ray=ray, timeout=3600)
+        if ref.returncode != 0:
+            raise RuntimeError(f"the fault-free build failed:\n{ref.stderr[-4000:]}")
+        want = sorted(shard_keys(work / "reference"))
+        log(f"fault-free build: exit 0, {len(want)} clips kept, {time.monotonic() - t0:.0f} s")
+        for name, body in bodies.items():  # the same URLs, now failing first
+            server.flaky(f"/{name}.mp4", body, http_faults.get(name, []))
+        state, out = work / "faults", work / "faulty"
+        env = {"TFW_FAULTS": plan, "TFW_FAULTS_DIR": str(state)}
+        runs: list[tuple[int, int, int, int, int, float]] = []
+        fired = http = 0
+        for _ in range(1 + max_reruns):
+            t0 = time.monotonic()
+            proc = build(out, man, config=config, stages=stages, ray=ray, extra_env=env, timeout=3600)
+            wall = time.monotonic() - t0
+            http_now = n_http - sum(len(v) for v in server.planned.values())
+            fired_now = (sum(inject.fired(state).values()) if state.exists() else 0) + http_now
+            runs.append((proc.returncode, fired_now - fired, http_now - http, len(pending(out)), len(shard_keys(out)),
+                         wall))  # fmt: skip
+            fired, http = fired_now, http_now
+            if proc.returncode not in (0, 3):
+                raise RuntimeError(f"a faulty build failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+            if proc.returncode == 0:
+                break
+        got = shard_keys(out)
+        return {
+            "runs": runs, "fired": fired, "planned": planned, "want": want, "got": sorted(got),
+            "duplicates": sorted(k for k, n in Counter(got).items() if n > 1),
+            "reasons_ok": all(r["drop_reason"] for r in index_rows(out) if r["status"] != "ok"),
+            "by_site": inject.fired(state) if state.exists() else {}, "http": http,
+        }
+    finally:
+        server.close()
