@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -79,6 +80,17 @@ def _resolve_source(where: str, source: str, base: Path) -> tuple[str, str]:
     return str(path), path.stem.lower()
 
 
+def published_source(source: str, base: Path) -> str:
+    """The source as a published sample names it: URLs and queries as given, a local path relative to the
+    manifest folder (its own text when the manifest wrote it relative), never an absolute host path."""
+    if source_kind(source) != "local":
+        return source
+    path = Path(source).expanduser()
+    if not path.is_absolute():
+        return path.as_posix()
+    return Path(os.path.relpath(path, base.absolute())).as_posix()
+
+
 def load_manifest_file(path: str | Path, lang: str, limit: int = 0) -> list[Row]:
     """Seed rows of one `<lang>.csv`; ManifestError on the first invalid line."""
     return [row for row, _ in _read_manifest(Path(path), lang, limit)]
@@ -126,6 +138,7 @@ def _read_manifest(path: Path, lang: str, limit: int = 0) -> list[tuple[Row, str
                 if not rec.get("source"):
                     raise ManifestError(f"{where}: empty source")
                 source, default_id = _resolve_source(where, rec["source"], path.parent)
+                public = published_source(rec["source"], path.parent)
                 raw_id = rec.get("id") or default_id
                 if rec.get("id"):
                     _check_id(where, raw_id)
@@ -133,7 +146,8 @@ def _read_manifest(path: Path, lang: str, limit: int = 0) -> list[tuple[Row, str
                     raise ManifestError(f"{where}: duplicate id {raw_id!r} (first on line {seen_ids[raw_id]})")
                 seen_ids[raw_id] = reader.line_num
                 rows.append(
-                    (seed_row(lang, raw_id, source, license=rec.get("license", ""), note=rec.get("note", "")), where)
+                    (seed_row(lang, raw_id, source, license=rec.get("license", ""), note=rec.get("note", ""),
+                              source_public=public), where)
                 )
                 if limit and len(rows) >= limit:
                     break

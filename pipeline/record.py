@@ -2,7 +2,8 @@
 
 Keys, documented once here (stage that adds them, in pipeline order):
 
-seed       key, video_key, lang_expected, source, source_id, status="ok", drop_reason="", drop_stage=""
+seed       key, video_key, lang_expected, source, source_id, status="ok", drop_reason="", drop_stage="",
+           source_public (what a sample's .json calls the source: no host path; pipeline/manifest.py)
 download   video_path, title, channel, duration_s, license, webpage_url
 normalize  norm_path (25 fps CFR H.264 + 16 kHz mono PCM in one .mkv), width, height, fps, audio_path (.wav)
 shots      -> one row per clip: key="<video_key>-s0003", shot_index, start_s, end_s, n_clips (clips of the video)

@@ -58,15 +58,18 @@ def scalar_fields(row: Row) -> dict[str, Any]:
 
 def public_fields(row: Row, manifests: str | Path) -> dict[str, Any]:
     """What a sample's .json holds: the scalar fields without host paths. `*_path` fields and any other absolute
-    path are left out (the index keeps them); a local `source` becomes relative to the manifest folder."""
+    path are left out (the index keeps them); `source` is the seed's `source_public` (a local path relative to
+    the manifest folder, see manifest.published_source), or for rows without one, relative to `manifests`."""
     out: dict[str, Any] = {}
     for k, v in scalar_fields(row).items():
-        if k.endswith("_path") or (isinstance(v, str) and k != "source" and os.path.isabs(v)):
+        if k.endswith("_path") or k == "source_public" or (isinstance(v, str) and k != "source" and os.path.isabs(v)):
             continue
         out[k] = v
-    src = out.get("source")
+    src = row.get("source_public") or out.get("source")
     if isinstance(src, str) and source_kind(src) == "local" and os.path.isabs(src):
-        out["source"] = Path(os.path.relpath(src, Path(manifests).resolve())).as_posix()
+        src = Path(os.path.relpath(src, Path(manifests).absolute())).as_posix()
+    if src is not None:
+        out["source"] = src
     return out
 
 

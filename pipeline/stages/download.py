@@ -197,7 +197,8 @@ class Download(Stage):
                 log.info("%s: %s finished in an earlier run, skipping", row["key"], key)
                 continue
             child = dict(row) | {"key": key, "video_key": key, "source_id": entry_id, "source": url,
-                                 "search_query": row["source"], "title": str(entry.get("title") or "")}  # fmt: skip
+                                 "source_public": url, "search_query": row["source"],
+                                 "title": str(entry.get("title") or "")}  # fmt: skip
             if source_kind(url) != "url":
                 out.append(drop(child, "unsupported_source", self.name, f"search result url {url[:80]!r}"))
                 continue
