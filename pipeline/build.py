@@ -18,7 +18,6 @@ import importlib
 import logging
 import os
 import pickle
-import socket
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from . import faults
 from .config import LANGS, SAMPLE_MANIFESTS, BuildConfig, load_config, save_config
 from .manifest import load_manifests
+from .ray_connect import RAY_CONNECT_TIMEOUT_S, RayUnavailable, connect_ray  # noqa: F401
 from .record import Row
 from .stages.base import Stage
 from .stages.download import Download
@@ -41,7 +41,6 @@ from .stages.sync import SyncFilter
 log = logging.getLogger("pipeline.build")
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-RAY_CONNECT_TIMEOUT_S = float(os.environ.get("TFW_RAY_CONNECT_TIMEOUT_S", 30.0))  # joining a cluster (RAY_ADDRESS)
 
 # The pipeline, read as one list.
 STAGES: list[type[Stage]] = [Download, Normalize, ShotSplit, FaceTrack, LanguageTagger, SyncFilter, QualityFilter]
@@ -113,65 +112,6 @@ def resolve_stages(spec: str | None) -> list[type[Stage]]:
             raise ValueError(f"--stages: {name!r} is not a Stage class")
         out.append(cls)
     return out
-
-
-class RayUnavailable(RuntimeError):
-    """Ray could not be joined or started: the build refuses to begin (exit 2), whatever the cause's wording."""
-
-
-def _init_in_thread(timeout: float, **kwargs) -> None:
-    """ray.init(**kwargs), given up after `timeout` s: a silent peer would otherwise block it for many minutes.
-    (A hung attempt stays in a daemon thread; main() then exits at once after the error line.)"""
-    import ray
-
-    result: list[BaseException | None] = []
-
-    def go() -> None:
-        try:
-            ray.init(**kwargs)
-            result.append(None)
-        except BaseException as exc:  # handed to the caller's thread
-            result.append(exc)
-
-    thread = threading.Thread(target=go, name="ray-init", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not result:
-        raise RuntimeError(f"Ray did not answer within {timeout:.0f} s")
-    if result[0] is not None:
-        raise result[0]
-
-
-def connect_ray(address: str | None, num_cpus: int | None) -> None:
-    """Join the cluster at `address` (RAY_ADDRESS) or start a local one: a bounded wait and one clear error."""
-    kwargs = {"num_cpus": num_cpus, "logging_level": logging.WARNING, "log_to_driver": True}
-    if address:
-        if address != "auto":
-            hostport = address.split("://", 1)[-1].rstrip("/")
-            host, _, port = hostport.rpartition(":")
-            try:
-                with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5.0):
-                    pass
-            except (OSError, ValueError) as exc:
-                raise RayUnavailable(f"cannot reach the Ray cluster at {address} (RAY_ADDRESS): {exc}; "
-                                   "start it, fix RAY_ADDRESS, or unset it for a local cluster") from None
-        try:
-            _init_in_thread(RAY_CONNECT_TIMEOUT_S, address=address, **kwargs)
-        except Exception as exc:
-            raise RayUnavailable(f"cannot join the Ray cluster at {address} (RAY_ADDRESS): {exc}") from None
-        return
-    import ray
-
-    for attempt in (1, 2):  # a local start can fail under load (ports, a slow raylet): once more, then give up
-        try:
-            ray.init(**kwargs)
-            return
-        except Exception as exc:
-            if attempt == 2:
-                raise RayUnavailable(f"could not start a local Ray cluster: {faults.describe(exc)}") from None
-            log.warning("starting a local Ray cluster failed (%s); trying once more", faults.describe(exc))
-            ray.shutdown()
-            time.sleep(2.0)
 
 
 def start_ray(cfg: BuildConfig, stages: list[type[Stage]]) -> None:

@@ -218,7 +218,7 @@ def check_choices(cfg: BuildConfig, where: str) -> None:
 
 
 def save_config(cfg: BuildConfig, path: str | Path) -> None:
-    from .sink import write_atomic
+    from .index import write_atomic
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(Path(path), yaml.safe_dump(asdict(cfg), sort_keys=False).encode("utf-8"))

@@ -210,7 +210,7 @@ def write_report(cfg: BuildConfig, pending: dict[str, dict[str, str]] | None = N
 
     `pending`: videos left for the next run after transient failures (the sink's retry_later; not in the index).
     Both files are written to a temp name and renamed, so a full disk never leaves a truncated report."""
-    from .sink import write_atomic
+    from .index import write_atomic
 
     out = Path(cfg.out)
     df = load_index(out)

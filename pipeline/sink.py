@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -26,11 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import faults
 from .config import BuildConfig
-from .manifest import source_kind
+from .index import INDEX_FIRST, public_fields, read_ledger, scalar_fields, write_atomic, write_index  # noqa: F401
 from .record import STATUS_RETRY, Row, drop, is_ok, safe_id
 
 log = logging.getLogger(__name__)
@@ -39,38 +36,6 @@ log = logging.getLogger(__name__)
 MEMBERS: tuple[tuple[str, str], ...] = (("mp4", "crop_path"), ("wav", "clip_wav_path"), ("npz", "track_path"))
 _SHARD_RE = re.compile(r"^([a-z]{2,3})-(\d{6})\.tar$")
 _KEY_RE = re.compile(r"^[a-z0-9_-]+$")
-# First columns of the index; the rest follow in first-seen order.
-INDEX_FIRST = ("key", "video_key", "lang_expected", "status", "drop_stage", "drop_reason", "shard")
-
-
-def scalar_fields(row: Row) -> dict[str, Any]:
-    """The JSON-safe scalar fields of a row (str/int/float/bool/None); numpy scalars unwrapped, NaN -> None."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if isinstance(v, np.generic):
-            v = v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            v = None
-        if v is None or isinstance(v, (str, int, float, bool)):
-            out[k] = v
-    return out
-
-
-def public_fields(row: Row, manifests: str | Path) -> dict[str, Any]:
-    """What a sample's .json holds: the scalar fields without host paths. `*_path` fields and any other absolute
-    path are left out (the index keeps them); `source` is the seed's `source_public` (a local path relative to
-    the manifest folder, see manifest.published_source), or for rows without one, relative to `manifests`."""
-    out: dict[str, Any] = {}
-    for k, v in scalar_fields(row).items():
-        if k.endswith("_path") or k == "source_public" or (isinstance(v, str) and k != "source" and os.path.isabs(v)):
-            continue
-        out[k] = v
-    src = row.get("source_public") or out.get("source")
-    if isinstance(src, str) and source_kind(src) == "local" and os.path.isabs(src):
-        src = Path(os.path.relpath(src, Path(manifests).absolute())).as_posix()
-    if src is not None:
-        out["source"] = src
-    return out
 
 
 def _stat_size(row: Row) -> int:
@@ -82,23 +47,6 @@ def _stat_size(row: Row) -> int:
         except OSError:
             pass
     return total + 4 * 512
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a .tmp sibling + fsync + rename so a crash or a full disk never leaves a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-_write_atomic = write_atomic
 
 
 @dataclass
@@ -371,35 +319,3 @@ class ShardSink:
             return
         entries = [{"video_key": k, **v} for k, v in sorted(self.retry_later.items())]
         write_atomic(path, json.dumps({"videos": len(entries), "pending": entries}, indent=1).encode("utf-8"))
-
-
-def read_ledger(ledger_dir: str | Path) -> list[Row]:
-    """Every index row of every committed video (one per clip, kept or dropped)."""
-    rows: list[Row] = []
-    for path in sorted(Path(ledger_dir).glob("*.json")):
-        rows.extend(json.loads(path.read_text())["rows"])
-    return rows
-
-
-def write_index(ledger_dir: str | Path, path: str | Path) -> Path:
-    """index.parquet from the ledger: columns are the union over rows (nulls where a row lacks one)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows = read_ledger(ledger_dir)
-    names: dict[str, None] = {k: None for k in INDEX_FIRST}
-    for row in rows:
-        names.update(dict.fromkeys(row))
-    columns: dict[str, Any] = {}
-    for name in names:
-        values = [row.get(name) for row in rows]
-        try:
-            columns[name] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # mixed types across stages: keep as text
-            columns[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
-    table = pa.table(columns) if rows else pa.table({k: pa.array([], type=pa.string()) for k in names})
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path

@@ -1,10 +1,12 @@
 """Case 5: every way Ray can fail to come up ends in one clear line and exit 2 within a bounded time: a dead
 RAY_ADDRESS, an address that accepts connections but never answers, RAY_ADDRESS=auto with no cluster, a local
-start that fails (retried once first). Each uses its own empty RAY_TMPDIR, so no other build's cluster is joined."""
+start that fails (retried once first). Each uses its own empty RAY_TMPDIR, and `auto` runs in its own PID
+namespace, so no other build's cluster is ever joined."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 import pytest
@@ -19,13 +21,24 @@ def inputs(tmp_path, shared_media):
     return man, fast_config(tmp_path)
 
 
-def _ray_build(tmp_path, inputs, **env):
+def _ray_build(tmp_path, inputs, prefix=None, **env):
     man, config = inputs
     (tmp_path / "raytmp").mkdir(exist_ok=True)
     t0 = time.monotonic()
-    proc = build(tmp_path / "out", man, config=config, ray=True,
+    proc = build(tmp_path / "out", man, config=config, ray=True, prefix=prefix,
                  extra_env={"RAY_TMPDIR": str(tmp_path / "raytmp"), **env}, timeout=300)  # fmt: skip
     return proc, time.monotonic() - t0
+
+
+def _own_pid_namespace() -> list[str] | None:
+    """A prefix that runs the build where `ps` shows no other process: RAY_ADDRESS=auto falls back to any Ray
+    cluster it finds running on the machine (another build's!), so "no cluster" must be made true, not hoped."""
+    prefix = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc"]
+    try:
+        ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return prefix if ok else None
 
 
 def _one_error_line(proc) -> str:
@@ -59,7 +72,10 @@ def test_silent_ray_address_gives_up_after_the_connect_timeout(tmp_path, inputs)
 
 
 def test_ray_address_auto_without_a_cluster(tmp_path, inputs):
-    proc, _ = _ray_build(tmp_path, inputs, RAY_ADDRESS="auto")
+    prefix = _own_pid_namespace()
+    if prefix is None:
+        pytest.skip("no unprivileged PID namespace here: RAY_ADDRESS=auto could join another build's cluster")
+    proc, _ = _ray_build(tmp_path, inputs, prefix=prefix, RAY_ADDRESS="auto")
     assert "cannot join the Ray cluster at auto (RAY_ADDRESS)" in _one_error_line(proc)
 
 
