@@ -239,7 +239,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--manifests", default=None, help="manifest dir: <lang>.csv files (default: manifests/sample)")
     p.add_argument("--out", default=None, help="output dir: shards/, index.parquet, report.html (default: out)")
     p.add_argument("--config", default=None, help="YAML file overriding any BuildConfig field (see config.py); "
-                   "default: <manifests>/config.yaml when present")
+                   "default: <manifests>/config.yaml when present, which may set thresholds only")
     p.add_argument("--models-dir", default=None, help="local weights dir (default ~/.cache/talkingface-wild/models)")
     p.add_argument("--limit", type=int, default=None, help="at most N source rows per language")
     p.add_argument("--num-gpus", type=float, default=None, help="GPUs per model actor, e.g. 0.25 (default 0)")

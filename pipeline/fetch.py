@@ -6,7 +6,8 @@ the bytes it has written to the work dir, and kills the child's whole process gr
 `deadline_s` or `max_bytes`; the child also refuses early through `max_filesize` and a progress hook.
 
 Protocol: `python -m pipeline.fetch` reads one JSON job on stdin and writes one JSON result on stdout:
-job    {"op": "download" | "search", "url": str, "opts": {yt-dlp options}, "max_duration_s", "max_bytes"}
+job    {"op": "download" | "search", "url": str, "opts": {yt-dlp options}, "max_duration_s", "max_bytes",
+        "deadline_s"}
 result {"ok": bool, "info": {...} | None, "error": str, "transient": bool, "too_large": bool, "too_long": str}
 """
 
@@ -135,6 +136,26 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
             "too_large": bool(refused), "too_long": too_long[-1] if too_long else ""}  # fmt: skip
 
 
+def _die_with_parent(deadline_s: float) -> None:
+    """The child never outlives its purpose: SIGKILL when the build dies (Linux prctl PR_SET_PDEATHSIG; a
+    `kill -9` of the build's process group does not reach this session), and exit past its own deadline."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent is already gone
+        os._exit(3)
+    import threading
+
+    timer = threading.Timer(deadline_s + 30.0, os._exit, args=(3,))
+    timer.daemon = True
+    timer.start()
+
+
 if __name__ == "__main__":
-    result = _child(json.loads(sys.stdin.read()))
+    job = json.loads(sys.stdin.read())
+    _die_with_parent(float(job.get("deadline_s") or 3600.0))
+    result = _child(job)
     sys.stdout.write("\n" + json.dumps(result, default=str) + "\n")

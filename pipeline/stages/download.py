@@ -69,7 +69,8 @@ class Download(Stage):
         """One yt-dlp job in a killable child under the download limits; a passed deadline raises Transient
         (left for the next run at once: its partial file is removed), too many bytes returns too_large."""
         c = self.cfg.download
-        job = {"op": op, "url": url, "opts": opts, "max_duration_s": c.max_duration_s, "max_bytes": c.max_bytes}
+        job = {"op": op, "url": url, "opts": opts, "max_duration_s": c.max_duration_s, "max_bytes": c.max_bytes,
+               "deadline_s": c.deadline_s}
         try:
             return fetch.run_job(job, c.deadline_s, c.max_bytes, work)
         except fetch.LimitExceeded as exc:
