@@ -14,6 +14,7 @@ transient failures (<out>/pending.json; rerun the same command); 130 interrupted
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import os
@@ -136,7 +137,12 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
     ctx.execution_options.preserve_order = False
     items = [{"video": pickle.dumps(v)} for v in videos]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    crashes = max(0, cfg.retry.worker_crashes)  # Ray Data's default is to rerun a crashed task forever
+    # Ray Data reruns a task whose worker died (OOM-killed, crashed) forever by default: one video that kills
+    # every worker would hang the build. retry.worker_crashes bounds it; then the stream fails, and the videos not
+    # yet finished are left for the next run (exit 3).
+    crashes = max(0, cfg.retry.worker_crashes)
+    actor_args = functools.partial(dict, max_restarts=crashes, max_task_retries=crashes)
+    task_args = functools.partial(dict, max_retries=crashes)
     for stage_cls in stages:
         if stage_cls.uses_model:
             ds = ds.flat_map(
@@ -145,11 +151,10 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
                 concurrency=max(1, cfg.actors),
                 num_gpus=cfg.num_gpus or None,
                 num_cpus=1,
-                max_restarts=crashes,
-                max_task_retries=crashes,
+                ray_remote_args_fn=actor_args,
             )
         else:
-            ds = ds.flat_map(_task_fn(stage_cls, cfg), num_cpus=1, max_retries=crashes)
+            ds = ds.flat_map(_task_fn(stage_cls, cfg), num_cpus=1, ray_remote_args_fn=task_args)
     for item in ds.iter_rows():
         yield pickle.loads(item["video"])
 

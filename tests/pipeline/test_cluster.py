@@ -107,8 +107,10 @@ def test_model_stages_are_gpu_actor_pools_and_cpu_stages_tasks(monkeypatch):
         if cls.uses_model:  # an actor pool: a callable class built once per actor, on a quarter of a GPU
             assert fn is build._RayStage and kw["fn_constructor_args"][0] is cls
             assert (kw["concurrency"], kw["num_gpus"], kw["num_cpus"]) == (3, 0.25, 1), cls.__name__
+            assert kw["ray_remote_args_fn"]() == {"max_restarts": 3, "max_task_retries": 3}  # retry.worker_crashes
         else:  # a task per video, no GPU
-            assert not isinstance(fn, type) and kw == {"num_cpus": 1}, cls.__name__
+            assert not isinstance(fn, type) and kw["num_cpus"] == 1 and "num_gpus" not in kw, cls.__name__
+            assert kw["ray_remote_args_fn"]() == {"max_retries": 3}
     assert {cls.uses_model for cls in build.STAGES} == {True, False}
 
     fake.calls.clear()
