@@ -92,7 +92,10 @@ class SyncConfig:
 
 @dataclass
 class QualityConfig:
-    min_sharpness: float = 20.0
+    # native-resolution face measures from the faces stage (pipeline/face_quality.py; benchmarks/RESULTS.md)
+    min_face_detail_px: float = 64.0  # effective resolution of the face; below = blurry (defocus, blur, upscale)
+    max_blockiness: float = 1.25  # steps on the 8-px block grid vs elsewhere; above = blurry (heavy compression)
+    min_sharpness: float = 20.0  # variance of the Laplacian on the crop: only for rows without the native measures
     min_brightness: float = 30.0
     max_abs_yaw: float = 45.0
     max_abs_pitch: float = 35.0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import face_quality
 from ..config import BuildConfig
 from ..face_video import CropWriter, clip_frames, sampled_frames
 from ..media import MediaError
@@ -37,6 +38,7 @@ from .base import Stage
 
 log = logging.getLogger(__name__)
 N_ID_FRAMES = 3  # frames per segment averaged into the clip identity embedding
+N_QUALITY_FRAMES = 12  # frames per segment whose native-resolution face quality is measured (face_quality.py)
 VERIFY_S = 2.0  # re-check a track's identity this often (dlib's ResNet costs ~75 ms a face on one core)
 
 
@@ -103,6 +105,10 @@ class FaceTrack(Stage):
         row["n_faces"] = max((len(d) for d in dets.values()), default=0)
         segs = self.segments(samples, tracks, n, fps)
         if not segs:
+            n_many, crowded = self.crowding(dets)
+            if crowded > 0.1 * len(dets):  # several faces share the screen: no single track owns the clip
+                row["n_faces"] = n_many
+                return drop(row, "multi_face", self.name, f"{n_many} faces; 2+ faces in {crowded}/{len(dets)} sampled frames")
             any_face = sum(len(d) > 0 for d in dets.values()) / max(len(dets), 1)
             reason = "no_face" if any_face < 0.5 else "track_broken"
             row["face_coverage"] = max((len(t.frames) for t in tracks), default=0) / len(samples)
@@ -118,6 +124,19 @@ class FaceTrack(Stage):
         if todo:
             self.render(row, todo, start, n, fps)
         return rows if len(rows) > 1 else rows[0]
+
+    def crowding(self, dets: dict[int, Detections]) -> tuple[int, int]:
+        """(most confident faces in one sampled frame, sampled frames with 2+ of them of comparable size).
+
+        Confident and comparable as in `gate`: score >= the backend's confident_score, area >= half the frame's
+        largest face."""
+        confident = getattr(self.models.detector, "confident_score", 0.0)
+        most, crowded = 0, 0
+        for d in dets.values():
+            areas = np.array([box_area(b) for b, sc in zip(d.boxes, d.scores, strict=True) if sc >= confident])
+            most = max(most, len(areas))
+            crowded += int(len(areas) >= 2 and np.sort(areas)[-2] >= 0.5 * areas.max())
+        return most, crowded
 
     def _track_key(self, row: Row, j: int) -> str:
         if {"lang_expected", "source_id", "shot_index"} <= row.keys():
@@ -146,7 +165,7 @@ class FaceTrack(Stage):
         r["face_coverage"] = sum(s in own for s in seg_samples) / len(seg_samples)
         r["face_px"] = float(np.median(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])))
         if crowded > 0.1 * len(seg_samples):
-            return drop(r, "multi_face", self.name, f"second face in {crowded}/{len(seg_samples)} sampled frames")
+            return drop(r, "multi_face", self.name, f"{n_faces} faces; second face in {crowded}/{len(seg_samples)} sampled frames")
         if r["face_px"] < self.fc.min_face_px:
             return drop(r, "small_face", self.name, f"median face {r['face_px']:.0f} px < {self.fc.min_face_px}")
         return r
@@ -186,6 +205,8 @@ class SegmentRenderer:
         self.id_frames = set(np.linspace(self.a, self.b - 1, n_more).round().astype(int).tolist()) if n_more else set()
         # detector score interpolated like the boxes; `detected` marks the frames that had a real detection
         self.det_score = np.interp(np.arange(self.a, self.b), track.frames, track.scores).astype(np.float32)
+        self.q_frames = set(np.linspace(self.a, self.b - 1, min(N_QUALITY_FRAMES, n)).round().astype(int).tolist())
+        self.quality: list[tuple[float, float, float]] = []
         self.crop_path = work / f"{row['key']}_crop.mp4"
         self.track_path = work / f"{row['key']}_track.npz"
         self.writer = CropWriter(self.crop_path, self.size, fps)
@@ -202,6 +223,8 @@ class SegmentRenderer:
         self.mouth[k] = mouth_open(lm)
         if i in self.id_frames:
             self.embs.append(models.embedder.embed(frame, lm))
+        if i in self.q_frames:  # before any resize: the quality gates measure the face, not the upscaled crop
+            self.quality.append(face_quality.measure(frame, lm))
         self.writer.write(crop_frame(frame, self.windows[k], self.size))
 
     def abort(self) -> None:
@@ -215,6 +238,9 @@ class SegmentRenderer:
         if self.writer.n != n or self.windows is None:
             self.crop_path.unlink(missing_ok=True)
             raise MediaError(f"{r['key']}: wrote {self.writer.n} of {n} crop frames")
+        if self.quality:
+            q = np.median(np.asarray(self.quality), axis=0)
+            r["face_detail_px"], r["face_blockiness"], r["face_native_px"] = (round(float(v), 3) for v in q)
         yaw, pitch = np.abs(self.pose[:, 0]), np.abs(self.pose[:, 1])
         r["yaw_abs_mean"], r["pitch_abs_mean"] = float(np.nanmean(yaw)), float(np.nanmean(pitch))
         if r["yaw_abs_mean"] > fc.max_abs_yaw or r["pitch_abs_mean"] > fc.max_abs_pitch:
