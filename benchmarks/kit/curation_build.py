@@ -49,6 +49,16 @@ def _mux(video_src: Path, audio: np.ndarray, dst: Path) -> None:
     tmp.replace(dst)
 
 
+def degrade(src: Path, dst: Path, kind: str, seconds: float) -> Path:
+    """The first `seconds` of `src` blurred (Gaussian sigma 3) or re-encoded at x264 CRF 45, audio kept (PCM)."""
+    if not dst.exists():
+        vf, crf = {"blur": ("gblur=sigma=3", "18"), "crf45": ("null", "45"), "clean": ("null", "18")}[kind]
+        tmp = dst.with_name(dst.stem + ".tmp.mkv")
+        media.ffmpeg("-i", str(src), "-t", f"{seconds:.3f}", "-vf", vf, *_X264, "-crf", crf, *_AUDIO_OUT, str(tmp))
+        tmp.replace(dst)
+    return dst
+
+
 class Builder:
     """Builds and caches the items of both halves under `cache/v<BUILD_VERSION>/`."""
 
@@ -124,9 +134,7 @@ class Builder:
         enc = [*_X264, "-crf", "18", *_AUDIO_OUT]
         base = lambda key: str(self.dir / f"{key}-base.mkv")  # noqa: E731 (bases are built first, in plan order)
         if it.kind in ("blur", "crf45"):
-            vf, crf = ("gblur=sigma=3", "18") if it.kind == "blur" else ("null", "45")
-            media.ffmpeg("-i", base(src.key), "-t", f"{it.duration:.3f}", "-vf", vf, *_X264, "-crf", crf, *_AUDIO_OUT,
-                         str(tmp))  # fmt: skip
+            degrade(Path(base(src.key)), tmp, it.kind, it.duration)
         elif it.kind == "still":
             media.ffmpeg("-loop", "1", "-framerate", str(FPS), "-i", str(self.shared / "faces" / m["photo"]),
                          "-i", str(self.shared / "audio" / m["audio"]), "-t", f"{it.duration:.3f}",
