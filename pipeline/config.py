@@ -81,7 +81,8 @@ class LanguageConfig:
 
 @dataclass
 class SyncConfig:
-    scorer: str = "auto"  # auto | syncnet | energy
+    scorer: str = "auto"  # auto (SyncNet weights if present, else fused) | syncnet | fused | energy
+    prior: str = ""  # the fused scorer's audio->mouth prior (.npz); empty = the one shipped in pipeline/models/
     search_frames: int = 15
     max_offset_frames: int = 6
     min_conf: float = 3.0
@@ -160,7 +161,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> BuildConfig
 
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("sync", "scorer"): ("auto", "syncnet", "energy"),
+    ("sync", "scorer"): ("auto", "syncnet", "fused", "energy"),
     ("sync", "realign"): ("auto", "always", "never"),
 }
 

@@ -28,15 +28,20 @@ FPS = 25
 
 def load_sync_scorer(cfg: BuildConfig):
     """cfg.sync.scorer: "auto" (SyncNet weights at <models_dir>/syncnet/syncnet_v2.model if present, else the
-    weight-free energy scorer), "syncnet" (weights required) or "energy"."""
+    weight-free fused scorer), "syncnet" (weights required), "fused" (energy offset + audio->mouth prior
+    confidence, models/sync_fused.py) or "energy" (the energy correlation alone)."""
+    from ..models.sync_fused import FusedSyncScorer
+    from ..models.sync_prior import PRIOR_PATH
     from ..models.syncnet import WEIGHTS_REL, SyncNetScorer, load_syncnet
 
     choice = cfg.sync.scorer
     weights = Path(cfg.models_dir).expanduser() / WEIGHTS_REL
     if choice == "syncnet" or (choice == "auto" and weights.is_file()):
         return SyncNetScorer(load_syncnet(weights), cfg.sync.search_frames)
-    if choice in ("auto", "energy"):
+    if choice == "energy":
         return EnergySyncScorer(cfg.sync.search_frames)
+    if choice in ("auto", "fused"):
+        return FusedSyncScorer(cfg.sync.search_frames, prior=cfg.sync.prior or PRIOR_PATH)
     raise ValueError(
         f"sync.scorer must be {' | '.join(CHOICES[('sync', 'scorer')])}, got {choice!r} (Light-ASD is not a sync scorer: it detects "
         "speech activity, but its score over audio shifts is nearly flat; see pipeline/models/lightasd.py)"

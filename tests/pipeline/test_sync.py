@@ -20,6 +20,7 @@ from pipeline.models.sync_energy import (  # noqa: E402
     lag_curve,
     smooth_curve,
 )
+from pipeline.models.sync_fused import FusedSyncScorer  # noqa: E402
 from pipeline.models.syncnet import SyncNet, SyncNetScorer  # noqa: E402
 from pipeline.stages.sync import SyncFilter, load_sync_scorer  # noqa: E402
 
@@ -125,7 +126,7 @@ def test_stage_measures_shift_realigns_audio_and_drops(sync_rows, tmp_path):
     offset 0 (the issue's contract); realign=never keeps it as given; |offset| > 6 is dropped out_of_sync."""
     src = next(r for r in sync_rows if r["key"] == "retalking_face2_en")
     cfg = BuildConfig(out=str(tmp_path))
-    cfg.sync.min_conf = 0.0
+    cfg.sync.min_conf, cfg.sync.scorer = 0.0, "energy"
     stage = SyncFilter(cfg)
     assert stage.scorer.name == "energy"
     row = _row(src, tmp_path, "en-k4", shift_k=4)
@@ -223,7 +224,13 @@ def test_load_sync_scorer_choices(tmp_path):
     import torch
 
     cfg = BuildConfig(models_dir=str(tmp_path))
+    assert isinstance(load_sync_scorer(cfg), FusedSyncScorer)  # auto without SyncNet weights: the weight-free default
+    cfg.sync.scorer = "energy"
     assert isinstance(load_sync_scorer(cfg), EnergySyncScorer)
+    cfg.sync.scorer, cfg.sync.prior = "fused", str(tmp_path / "missing.npz")
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        load_sync_scorer(cfg)
+    cfg.sync.prior = ""
     cfg.sync.scorer = "syncnet"
     with pytest.raises(FileNotFoundError, match="syncnet_v2.model"):
         load_sync_scorer(cfg)
@@ -232,7 +239,7 @@ def test_load_sync_scorer_choices(tmp_path):
     cfg.sync.scorer = "auto"
     assert isinstance(load_sync_scorer(cfg), SyncNetScorer)
     cfg.sync.scorer = "lightasd"
-    with pytest.raises(ValueError, match="auto \\| syncnet \\| energy"):
+    with pytest.raises(ValueError, match="auto \\| syncnet \\| fused \\| energy"):
         load_sync_scorer(cfg)
 
 
