@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             prior = fit_half_prior(items, video, halves)
             prior.save(PRIOR_PATH)
             print(f"wrote {PRIOR_PATH}: {prior.n_clips} clips, lag_bias {prior.lag_bias}, conf_scale {prior.conf_scale:.3f}")
+        results: dict[str, list[dict]] = {}
+        folds: dict[str, tuple] = {}
         for test in halves:
             fit_halves = tuple(h for h in halves if h != test) or (test,)
             prior_path = args.cache / f"prior-{backend}-fit{''.join(fit_halves)}.npz"
@@ -148,13 +150,15 @@ def main(argv: list[str] | None = None) -> int:
             prior.save(prior_path)
             fold = replace(cfg, sync=replace(cfg.sync, prior=str(prior_path)))
             tag = hashlib.sha1(prior_path.read_bytes()).hexdigest()[:10]
-            results = run_all([i for i in items if i.half == test], fold, args.cache / "stages", sync_tag=tag)
+            results[test] = run_all([i for i in items if i.half == test], fold, args.cache / "stages", sync_tag=tag)
+            folds[test] = (fit_halves, prior)
+        for test, (fit_halves, prior) in folds.items():  # blur gates: fitted on the other half's probes
+            fitted = [r for h in fit_halves for r in results.get(h, [])]
+            detail, block = fit_quality(fitted) if fitted else (float("nan"), float("nan"))
             name = f"{backend} fit {'+'.join(fit_halves)} / test {test}"
-            fitted = run_all([i for i in items if i.half in fit_halves], fold, args.cache / "stages", sync_tag=tag)
-            detail, block = fit_quality(fitted)
-            per[name] = score(results) | {"lag_bias": prior.lag_bias, "conf_scale": prior.conf_scale,
-                                          "quality_fit": f"detail >= {detail:.0f} px, blockiness <= {block:.2f}: "
-                                          + quality_on(results, detail, block)}  # fmt: skip
+            per[name] = score(results[test]) | {"lag_bias": prior.lag_bias, "conf_scale": prior.conf_scale,
+                                                "quality_fit": f"detail >= {detail:.0f} px, blockiness <= {block:.2f}: "
+                                                + quality_on(results[test], detail, block)}  # fmt: skip
     print(table(per))
     if args.misses:
         for name, m in per.items():
