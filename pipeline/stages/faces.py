@@ -42,7 +42,10 @@ N_ID_FRAMES = 3  # frames per segment averaged into the clip identity embedding
 # two speakers side by side at 370 and 200 px (benchmarks/RESULTS.md) were kept with the old half-area rule
 SECOND_FACE_AREA = 0.25
 N_QUALITY_FRAMES = 12  # frames per segment whose native-resolution face quality is measured (face_quality.py)
-VERIFY_S = 2.0  # re-check a track's identity this often (dlib's ResNet costs ~75 ms a face on one core)
+# re-check a track's identity on every sampled frame (dlib's ResNet costs ~75 ms a face on one core): with a check
+# every 2 s, a second person taking over the same place in the frame (a missed cut, a crossfade) stayed in the
+# first one's track for up to 2 s, so kept rows mixed two faces (benchmarks/RESULTS.md, curation accuracy)
+VERIFY_S = 0.2
 
 
 class FaceTrack(Stage):
