@@ -5,10 +5,11 @@ and `curve(...)` with the per-offset values for debugging. Positive offset = aud
 moved earlier by that many frames). The stage reads search_frames of audio context on each side of the clip so
 shifted audio is compared with real audio, not padding, and stores the raw offset and confidence on every row.
 
-The kept clip's audio is moved by the measured offset so it sits at offset 0 (`sync.realign: auto` does that for
-scorers whose k=0 reading is trustworthy to +-1 frame, `offset_reliable`: SyncNet and the energy scorer, whose
-reading is within +-1 on 11 of 12 real in-sync clips, benchmarks/RESULTS_sync.md section D; `always` moves it
-for any scorer, `never` keeps the audio as it is). The raw offset and confidence are stored either way.
+The kept clip's audio is moved by the measured offset so it sits at offset 0, as DESIGN says (`sync.realign:
+auto` does that for scorers marked `offset_reliable`: SyncNet and the weight-free scorers, whose in-sync reading
+is within +-1 frame on 62-77 % of held-out speakers, benchmarks/RESULTS_sync.md section E, so a misread clip
+gets its audio moved wrongly; `always` moves it for any scorer, `never` keeps the source audio as it is). The raw
+offset and confidence are stored either way.
 """
 
 from __future__ import annotations

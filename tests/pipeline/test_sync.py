@@ -1,4 +1,4 @@
-"""Sync stage + weight-free energy scorer, on real talking clips from ../shared/media (read in place)."""
+"""Sync stage + the weight-free energy and fused scorers, on real talking clips from ../shared/media (read in place)."""
 
 from __future__ import annotations
 
