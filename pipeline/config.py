@@ -83,7 +83,8 @@ class LanguageConfig:
 
 @dataclass
 class SyncConfig:
-    scorer: str = "auto"  # auto | syncnet | energy
+    scorer: str = "auto"  # auto (SyncNet weights if present, else fused) | syncnet | fused | energy
+    prior: str = ""  # the fused scorer's audio->mouth prior (.npz); empty = the one shipped in pipeline/models/
     search_frames: int = 15
     max_offset_frames: int = 6
     min_conf: float = 3.0
@@ -94,7 +95,10 @@ class SyncConfig:
 
 @dataclass
 class QualityConfig:
-    min_sharpness: float = 20.0
+    # native-resolution face measures from the faces stage (pipeline/face_quality.py; benchmarks/RESULTS.md)
+    min_face_detail_px: float = 64.0  # effective resolution of the face; below = blurry (defocus, blur, upscale)
+    max_blockiness: float = 1.25  # steps on the 8-px block grid vs elsewhere; above = blurry (heavy compression)
+    min_sharpness: float = 20.0  # variance of the Laplacian on the crop: only for rows without the native measures
     min_brightness: float = 30.0
     max_abs_yaw: float = 45.0
     max_abs_pitch: float = 35.0
@@ -204,7 +208,7 @@ def load_config(path: str | Path | None = None, *, trusted: bool = True, **overr
 
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("sync", "scorer"): ("auto", "syncnet", "energy"),
+    ("sync", "scorer"): ("auto", "syncnet", "fused", "energy"),
     ("sync", "realign"): ("auto", "always", "never"),
 }
 

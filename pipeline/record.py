@@ -8,7 +8,8 @@ download   video_path, title, channel, duration_s, license, webpage_url
 normalize  norm_path (25 fps CFR H.264 + 16 kHz mono PCM in one .mkv), width, height, fps, audio_path (.wav)
 shots      -> one row per clip: key="<video_key>-s0003", shot_index, start_s, end_s, n_clips (clips of the video)
 faces      track_path (.npz: frames, boxes, landmarks, pose, mouth_open, id_embedding), crop_path (.mp4),
-           face_px, n_faces, face_coverage, yaw_abs_mean, pitch_abs_mean, detector
+           face_px, n_faces, face_coverage, yaw_abs_mean, pitch_abs_mean, detector,
+           face_detail_px, face_blockiness, face_native_px (the face at source resolution: face_quality.py)
 language   lang, lang_prob, lang_top3 (json), speech_ratio, n_speakers (-1 = check did not run), transcript
            speaker_check ("pyannote" | "not_run"), lang_model (which Whisper weights)
 sync       av_offset_frames, sync_conf, sync_scorer, clip_wav_path (.wav), sync_shift_frames (audio moved by)

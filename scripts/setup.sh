@@ -22,3 +22,7 @@ python -c "import torch, torchvision" 2>/dev/null || $PIP install "torch==2.14.1
 $PIP install -e ".[pipeline,train,dev]"
 # facenet-pytorch pins an old torch in its metadata; its MTCNN weights work with the torch above.
 python -c "import facenet_pytorch" 2>/dev/null || $PIP install --no-deps "facenet-pytorch==2.6.0"
+# syncnet-python: only its SyncNetModel.py (upstream SyncNet's model class) is used, by a test that proves the
+# SyncNet loader against it; its own dependencies (a whole video pipeline) are not needed.
+python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('syncnet_python') is None)" 2>/dev/null \
+  || $PIP install --no-deps "syncnet-python==0.2.3"

@@ -47,7 +47,7 @@ def check(models_dir: str) -> list[tuple[str, str, bool, str]]:
                  "(else rows record speaker_check=not_run)"))
     syncnet = md / WEIGHTS_REL
     rows.append(("sync", "SyncNet (upstream)", syncnet.is_file(), str(syncnet) if syncnet.is_file() else
-                 f"put syncnet_v2.model in {syncnet.parent}/ (else the weight-free energy scorer is used)"))
+                 f"put syncnet_v2.model in {syncnet.parent}/ (else the weight-free fused scorer is used)"))
     rows.append(("sync", "Light-ASD (upstream)", *_probe(lambda: find_lightasd_weights(md))))
     return rows
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import face_quality
 from ..config import BuildConfig
 from ..face_video import CropWriter, clip_frames, sampled_frames
 from ..media import MediaError
@@ -37,7 +38,14 @@ from .base import Stage
 
 log = logging.getLogger(__name__)
 N_ID_FRAMES = 3  # frames per segment averaged into the clip identity embedding
-VERIFY_S = 2.0  # re-check a track's identity this often (dlib's ResNet costs ~75 ms a face on one core)
+# a confident second face at least half the main face's side (a quarter of its area) is another person on screen:
+# two speakers side by side at 370 and 200 px (benchmarks/RESULTS.md) were kept with the old half-area rule
+SECOND_FACE_AREA = 0.25
+N_QUALITY_FRAMES = 12  # frames per segment whose native-resolution face quality is measured (face_quality.py)
+# re-check a track's identity on every sampled frame (dlib's ResNet costs ~75 ms a face on one core): with a check
+# every 2 s, a second person taking over the same place in the frame (a missed cut, a crossfade) stayed in the
+# first one's track for up to 2 s, so kept rows mixed two faces (benchmarks/RESULTS.md, curation accuracy)
+VERIFY_S = 0.2
 
 
 class FaceTrack(Stage):
@@ -103,6 +111,10 @@ class FaceTrack(Stage):
         row["n_faces"] = max((len(d) for d in dets.values()), default=0)
         segs = self.segments(samples, tracks, n, fps)
         if not segs:
+            n_many, crowded = self.crowding(dets)
+            if crowded > 0.1 * len(dets):  # several faces share the screen: no single track owns the clip
+                row["n_faces"] = n_many
+                return drop(row, "multi_face", self.name, f"{n_many} faces; 2+ faces in {crowded}/{len(dets)} sampled frames")
             any_face = sum(len(d) > 0 for d in dets.values()) / max(len(dets), 1)
             reason = "no_face" if any_face < 0.5 else "track_broken"
             row["face_coverage"] = max((len(t.frames) for t in tracks), default=0) / len(samples)
@@ -119,6 +131,19 @@ class FaceTrack(Stage):
             self.render(row, todo, start, n, fps)
         return rows if len(rows) > 1 else rows[0]
 
+    def crowding(self, dets: dict[int, Detections]) -> tuple[int, int]:
+        """(most confident faces in one sampled frame, sampled frames with 2+ of them of comparable size).
+
+        Confident and comparable as in `gate`: score >= the backend's confident_score, area >= SECOND_FACE_AREA of
+        the frame's largest face."""
+        confident = getattr(self.models.detector, "confident_score", 0.0)
+        most, crowded = 0, 0
+        for d in dets.values():
+            areas = np.array([box_area(b) for b, sc in zip(d.boxes, d.scores, strict=True) if sc >= confident])
+            most = max(most, len(areas))
+            crowded += int(len(areas) >= 2 and np.sort(areas)[-2] >= SECOND_FACE_AREA * areas.max())
+        return most, crowded
+
     def _track_key(self, row: Row, j: int) -> str:
         if {"lang_expected", "source_id", "shot_index"} <= row.keys():
             return make_key(row["lang_expected"], row["source_id"], shot=int(row["shot_index"]), track=j)
@@ -127,7 +152,7 @@ class FaceTrack(Stage):
     def gate(self, r: Row, track: Track, a: int, b: int, samples: list[int], dets: dict[int, Detections]) -> Row:
         """Cheap per-segment checks on the sampled detections: coverage, n_faces, multi_face, small_face.
 
-        A second face counts when it is at least half the main face's area and confident (score >= the backend's
+        A second face counts when it is at least SECOND_FACE_AREA of the main face's area and confident (score >= the backend's
         `confident_score`): on real clips MTCNN fires on clasped hands at 0.70-0.96 in a third of the frames, at
         the same place all along, so neither presence nor persistence tells them from a person; real frontal
         faces score >= 0.998. Known miss: a second person seen only in profile (MTCNN ~0.86)."""
@@ -141,12 +166,12 @@ class FaceTrack(Stage):
             d = dets[s]
             real = [k for k in range(len(d)) if d.scores[k] >= confident or own.get(s) == k]
             n_faces = max(n_faces, len(real))
-            crowded += any(box_area(d.boxes[k]) >= 0.5 * main_area for k in real if own.get(s) != k)
+            crowded += any(box_area(d.boxes[k]) >= SECOND_FACE_AREA * main_area for k in real if own.get(s) != k)
         r["n_faces"] = n_faces
         r["face_coverage"] = sum(s in own for s in seg_samples) / len(seg_samples)
         r["face_px"] = float(np.median(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])))
         if crowded > 0.1 * len(seg_samples):
-            return drop(r, "multi_face", self.name, f"second face in {crowded}/{len(seg_samples)} sampled frames")
+            return drop(r, "multi_face", self.name, f"{n_faces} faces; second face in {crowded}/{len(seg_samples)} sampled frames")
         if r["face_px"] < self.fc.min_face_px:
             return drop(r, "small_face", self.name, f"median face {r['face_px']:.0f} px < {self.fc.min_face_px}")
         return r
@@ -186,6 +211,8 @@ class SegmentRenderer:
         self.id_frames = set(np.linspace(self.a, self.b - 1, n_more).round().astype(int).tolist()) if n_more else set()
         # detector score interpolated like the boxes; `detected` marks the frames that had a real detection
         self.det_score = np.interp(np.arange(self.a, self.b), track.frames, track.scores).astype(np.float32)
+        self.q_frames = set(np.linspace(self.a, self.b - 1, min(N_QUALITY_FRAMES, n)).round().astype(int).tolist())
+        self.quality: list[tuple[float, float, float]] = []
         self.crop_path = work / f"{row['key']}_crop.mp4"
         self.track_path = work / f"{row['key']}_track.npz"
         self.writer = CropWriter(self.crop_path, self.size, fps)
@@ -202,6 +229,8 @@ class SegmentRenderer:
         self.mouth[k] = mouth_open(lm)
         if i in self.id_frames:
             self.embs.append(models.embedder.embed(frame, lm))
+        if i in self.q_frames:  # before any resize: the quality gates measure the face, not the upscaled crop
+            self.quality.append(face_quality.measure(frame, lm))
         self.writer.write(crop_frame(frame, self.windows[k], self.size))
 
     def abort(self) -> None:
@@ -215,6 +244,9 @@ class SegmentRenderer:
         if self.writer.n != n or self.windows is None:
             self.crop_path.unlink(missing_ok=True)
             raise MediaError(f"{r['key']}: wrote {self.writer.n} of {n} crop frames")
+        if self.quality:
+            q = np.median(np.asarray(self.quality), axis=0)
+            r["face_detail_px"], r["face_blockiness"], r["face_native_px"] = (round(float(v), 3) for v in q)
         yaw, pitch = np.abs(self.pose[:, 0]), np.abs(self.pose[:, 1])
         r["yaw_abs_mean"], r["pitch_abs_mean"] = float(np.nanmean(yaw)), float(np.nanmean(pitch))
         if r["yaw_abs_mean"] > fc.max_abs_yaw or r["pitch_abs_mean"] > fc.max_abs_pitch:

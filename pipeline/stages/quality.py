@@ -1,9 +1,11 @@
-"""Sharpness, brightness and head-pose gates on the face crop.
+"""Sharpness, brightness and head-pose gates.
 
-Why these measures: variance of the Laplacian is the usual cheap focus measure (blur and heavy compression
-remove the high frequencies it sums); mean luma catches under-exposed footage; the worst head pose over the clip
-(from the track) catches profile views that the mean hides. Measured on the central face box of up to
-`SAMPLES` evenly spaced frames (the median over frames, so one motion-blurred frame does not drop a clip).
+Blur is judged on the face at its native resolution, measured by the faces stage before any resize
+(`face_detail_px`: effective resolution, `face_blockiness`: compression blocks; pipeline/face_quality.py), because
+the 512² crop of a 250-300 px face is upscaled and has lost the detail a focus measure sums. Rows without those
+measures fall back to the variance of the Laplacian on the crop (`sharpness`, always recorded). Mean luma catches
+under-exposed footage; the worst head pose over the clip (from the track) catches profile views the mean hides.
+Crop measures are the median over up to `SAMPLES` evenly spaced frames (one motion-blurred frame drops nothing).
 """
 
 from __future__ import annotations
@@ -73,7 +75,13 @@ class QualityFilter(Stage):
         row |= measure(row["crop_path"], row.get("track_path"))
         if row["brightness"] < q.min_brightness:
             return drop(row, "too_dark", self.name, f"brightness {row['brightness']:.1f}")
-        if row["sharpness"] < q.min_sharpness:
+        if row.get("face_detail_px") is not None:
+            if row["face_detail_px"] < q.min_face_detail_px:
+                return drop(row, "blurry", self.name, f"face detail {row['face_detail_px']:.0f} px < {q.min_face_detail_px:g}")
+            if row["face_blockiness"] > q.max_blockiness:
+                return drop(row, "blurry", self.name,
+                            f"blockiness {row['face_blockiness']:.2f} > {q.max_blockiness:g} (compression)")  # fmt: skip
+        elif row["sharpness"] < q.min_sharpness:
             return drop(row, "blurry", self.name, f"sharpness {row['sharpness']:.1f}")
         if row["yaw_abs_max"] > q.max_abs_yaw or row["pitch_abs_max"] > q.max_abs_pitch:
             return drop(row, "extreme_pose", self.name, f"yaw {row['yaw_abs_max']:.0f} pitch {row['pitch_abs_max']:.0f}")

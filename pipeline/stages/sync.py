@@ -5,10 +5,11 @@ and `curve(...)` with the per-offset values for debugging. Positive offset = aud
 moved earlier by that many frames). The stage reads search_frames of audio context on each side of the clip so
 shifted audio is compared with real audio, not padding, and stores the raw offset and confidence on every row.
 
-The kept clip's audio is moved by the measured offset so it sits at offset 0 (`sync.realign: auto` does that for
-scorers whose k=0 reading is trustworthy to +-1 frame, `offset_reliable`: SyncNet and the energy scorer, whose
-reading is within +-1 on 11 of 12 real in-sync clips, benchmarks/RESULTS_sync.md section D; `always` moves it
-for any scorer, `never` keeps the audio as it is). The raw offset and confidence are stored either way.
+The kept clip's audio is moved by the measured offset so it sits at offset 0, as DESIGN says (`sync.realign:
+auto` does that for scorers marked `offset_reliable`: SyncNet and the weight-free scorers, whose in-sync reading
+is within +-1 frame on 62-77 % of held-out speakers, benchmarks/RESULTS_sync.md section E, so a misread clip
+gets its audio moved wrongly; `always` moves it for any scorer, `never` keeps the source audio as it is). The raw
+offset and confidence are stored either way.
 """
 
 from __future__ import annotations
@@ -28,15 +29,20 @@ FPS = 25
 
 def load_sync_scorer(cfg: BuildConfig):
     """cfg.sync.scorer: "auto" (SyncNet weights at <models_dir>/syncnet/syncnet_v2.model if present, else the
-    weight-free energy scorer), "syncnet" (weights required) or "energy"."""
+    weight-free fused scorer), "syncnet" (weights required), "fused" (energy offset + audio->mouth prior
+    confidence, models/sync_fused.py) or "energy" (the energy correlation alone)."""
+    from ..models.sync_fused import FusedSyncScorer
+    from ..models.sync_prior import PRIOR_PATH
     from ..models.syncnet import WEIGHTS_REL, SyncNetScorer, load_syncnet
 
     choice = cfg.sync.scorer
     weights = Path(cfg.models_dir).expanduser() / WEIGHTS_REL
     if choice == "syncnet" or (choice == "auto" and weights.is_file()):
         return SyncNetScorer(load_syncnet(weights), cfg.sync.search_frames)
-    if choice in ("auto", "energy"):
+    if choice == "energy":
         return EnergySyncScorer(cfg.sync.search_frames)
+    if choice in ("auto", "fused"):
+        return FusedSyncScorer(cfg.sync.search_frames, prior=cfg.sync.prior or PRIOR_PATH)
     raise ValueError(
         f"sync.scorer must be {' | '.join(CHOICES[('sync', 'scorer')])}, got {choice!r} (Light-ASD is not a sync scorer: it detects "
         "speech activity, but its score over audio shifts is nearly flat; see pipeline/models/lightasd.py)"

@@ -116,7 +116,7 @@ def setup_inputs(tmp: Path, shared_media: Path, n_videos: int) -> tuple[Path, Pa
     # Ray, so which clips pass the sync / quality thresholds must not decide whether there is anything to compare.
     cfg_yaml.write_text(
         "sink:\n  shard_max_count: 1\nsync:\n  min_conf: 0.0\n  max_offset_frames: 15\n"
-        "quality:\n  min_sharpness: 0.0\n  min_brightness: 0.0\n"
+        "quality:\n  min_sharpness: 0.0\n  min_brightness: 0.0\n  min_face_detail_px: 0.0\n  max_blockiness: 1000.0\n"
     )
     return manifests, cfg_yaml
 

@@ -58,6 +58,11 @@ def clips(shared_media, media_cache, have_ffmpeg) -> dict[str, Path]:
                        str(v / "latentsync_demo1_ru_10s.mp4"), "-ss", "3", "-t", "2.4", "-i", str(katie)],
                        filter_complex=f"[0:v]fps=25,setsar=1[a];{body.replace('[2:v]', '[1:v]')}[b];"
                        "[2:v]fps=25,setsar=1[c];[a][b][c]concat=n=3:v=1:a=0[v]"),
+        # AOC | Katie Hill | AOC | Katie Hill, 2.6 s each, hard cuts at the same place in the frame (a missed cut)
+        "alternate": _norm(media_cache / "f_alternate.mkv", ["-t", "2.6", "-i", str(aoc), "-t", "2.6", "-i", str(katie),
+                           "-ss", "3", "-t", "2.6", "-i", str(aoc), "-ss", "3", "-t", "2.6", "-i", str(katie)],
+                           filter_complex="".join(f"[{i}:v]fps=25,setsar=1[p{i}];" for i in range(4))
+                           + "[p0][p1][p2][p3]concat=n=4:v=1:a=0[v]"),
         # AOC 1.2 s | no face 1.4 s | AOC 1.2 s: pieces shorter than min_clip_s -> track_broken
         "broken": _norm(media_cache / "f_broken.mkv", ["-t", "1.2", "-i", str(aoc), "-t", "1.4", "-i",
                         str(v / "latentsync_demo1_ru_10s.mp4"), "-ss", "1.2", "-t", "1.2", "-i", str(aoc)],
@@ -189,6 +194,25 @@ def test_track_break_splits_clip_into_rows(stage, clips):
         assert len(np.load(r["track_path"])["boxes"]) == n == len(read_frames(r["crop_path"]))
     ea, eb = (np.load(r["track_path"])["id_embedding"] for r in rows)
     assert np.linalg.norm(ea - eb) > stage.models.embedder.max_same_dist  # two different people
+
+
+def test_alternating_speakers_are_split_never_mixed(stage, clips):
+    """Two people taking turns in the same place of the frame, with no cut detected before the faces stage:
+    every kept row holds one person (it ends within 0.3 s of a turn), and the turns become their own rows."""
+    rows = stage(clip_row("alternate", clips["alternate"], 0.0, 10.4))
+    turns = [0.0, 2.6, 5.2, 7.8, 10.4]
+    kept = [r for r in rows if r["status"] == "ok"]
+    for r in kept:
+        inside = [min(r["end_s"], b) - max(r["start_s"], a) for a, b in zip(turns, turns[1:], strict=False)]
+        assert sorted(inside)[-2] <= 0.3, (r["start_s"], r["end_s"])  # at most a sliver of a second person
+    assert len(kept) >= 2, rows
+    embs = [np.load(r["track_path"])["id_embedding"] for r in kept]
+    firsts = [min(range(4), key=lambda j, r=r: abs(turns[j] - r["start_s"])) % 2 for r in kept]
+    for e, who in zip(embs, firsts, strict=True):  # each row's identity is its turn's speaker
+        same_turn = [x for x, w in zip(embs, firsts, strict=True) if w == who]
+        other = [x for x, w in zip(embs, firsts, strict=True) if w != who]
+        assert all(np.linalg.norm(e - x) <= stage.models.embedder.max_same_dist for x in same_turn)
+        assert all(np.linalg.norm(e - x) > stage.models.embedder.max_same_dist for x in other)
 
 
 def test_short_pieces_dropped_track_broken(stage, clips):

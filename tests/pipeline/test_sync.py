@@ -1,4 +1,4 @@
-"""Sync stage + weight-free energy scorer, on real talking clips from ../shared/media (read in place)."""
+"""Sync stage + the weight-free energy and fused scorers, on real talking clips from ../shared/media (read in place)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pipeline.models.sync_energy import (  # noqa: E402
     lag_curve,
     smooth_curve,
 )
+from pipeline.models.sync_fused import FusedSyncScorer  # noqa: E402
 from pipeline.models.syncnet import SyncNet, SyncNetScorer  # noqa: E402
 from pipeline.stages.sync import SyncFilter, load_sync_scorer  # noqa: E402
 
@@ -125,7 +126,7 @@ def test_stage_measures_shift_realigns_audio_and_drops(sync_rows, tmp_path):
     offset 0 (the issue's contract); realign=never keeps it as given; |offset| > 6 is dropped out_of_sync."""
     src = next(r for r in sync_rows if r["key"] == "retalking_face2_en")
     cfg = BuildConfig(out=str(tmp_path))
-    cfg.sync.min_conf = 0.0
+    cfg.sync.min_conf, cfg.sync.scorer = 0.0, "energy"
     stage = SyncFilter(cfg)
     assert stage.scorer.name == "energy"
     row = _row(src, tmp_path, "en-k4", shift_k=4)
@@ -223,7 +224,13 @@ def test_load_sync_scorer_choices(tmp_path):
     import torch
 
     cfg = BuildConfig(models_dir=str(tmp_path))
+    assert isinstance(load_sync_scorer(cfg), FusedSyncScorer)  # auto without SyncNet weights: the weight-free default
+    cfg.sync.scorer = "energy"
     assert isinstance(load_sync_scorer(cfg), EnergySyncScorer)
+    cfg.sync.scorer, cfg.sync.prior = "fused", str(tmp_path / "missing.npz")
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        load_sync_scorer(cfg)
+    cfg.sync.prior = ""
     cfg.sync.scorer = "syncnet"
     with pytest.raises(FileNotFoundError, match="syncnet_v2.model"):
         load_sync_scorer(cfg)
@@ -232,7 +239,7 @@ def test_load_sync_scorer_choices(tmp_path):
     cfg.sync.scorer = "auto"
     assert isinstance(load_sync_scorer(cfg), SyncNetScorer)
     cfg.sync.scorer = "lightasd"
-    with pytest.raises(ValueError, match="auto \\| syncnet \\| energy"):
+    with pytest.raises(ValueError, match="auto \\| syncnet \\| fused \\| energy"):
         load_sync_scorer(cfg)
 
 
@@ -260,3 +267,50 @@ def test_sync_and_quality_on_real_faces_stage_output(shared_media, media_cache, 
     assert len(media.read_audio(synced["clip_wav_path"])) == n_crop * 640
     [q] = QualityFilter(cfg)(synced)
     assert q["sharpness"] > 0 and q["brightness"] > 30 and np.isfinite(q["yaw_abs_max"])
+
+
+# ---- the fused default on held-out speakers (issue #15) ---------------------------------------------------------
+FOLD_SHIFTS = (-8, -5, -3, 3, 5, 8)
+
+
+@pytest.fixture(scope="module")
+def fused_folds(sync_rows):
+    """The benchmark's protocol on the 12 real clips (fixed dlib crops): sources split in two halves by identity
+    (benchmarks/kit/curation_media.SOURCES), the prior fitted on one half's in-sync clips, scored on the other's
+    audio shifts and dubs (another identity's speech), then swapped."""
+    from benchmarks.kit.curation_media import SOURCES
+    from benchmarks.kit.sync_fit import clip_inputs, fit
+
+    by_name = {Path(s.name).stem.lower(): s for s in SOURCES}
+    halves: dict[str, list[dict]] = {"A": [], "B": []}
+    for r in sync_rows:
+        src = by_name[r["key"]]
+        c = clip_inputs(r, src.identity)
+        c["audio"] = sync_media.shift_audio(c["audio"], -sync_media.SOURCE_OFFSETS.get(r["key"], 0))  # in sync
+        halves[src.half].append(c | {"key": r["key"]})
+    out = {}
+    for test, fit_half in (("A", "B"), ("B", "A")):
+        scorer = FusedSyncScorer(prior=fit(halves[fit_half]))
+        hits, pos, neg, readings = [], [], [], {}
+        for c in halves[test]:
+            off0, conf0 = scorer.score(c, c["audio"], audio_lead_frames=LEAD)
+            readings[c["key"]], _ = off0, pos.append(conf0)
+            hits += [abs(scorer.score(c, sync_media.shift_audio(c["audio"], k), audio_lead_frames=LEAD)[0] - k) <= 1
+                     for k in FOLD_SHIFTS]  # fmt: skip
+            neg += [scorer.score(c, np.resize(o["audio"][LEAD * 640 :], len(c["audio"])), audio_lead_frames=LEAD)[1]
+                    for o in halves[test] if o["identity"] != c["identity"]]  # fmt: skip
+        p, n = np.array(pos)[:, None], np.array(neg)[None, :]
+        out[test] = {"shift": float(np.mean(hits)), "auc": float(((p > n) + 0.5 * (p == n)).mean()), "k0": readings}
+    return out
+
+
+@pytest.mark.xfail(strict=True, reason="issue #15 target >= 90 % of held-out shifts within +-1 frame is not met: the "
+                   "benchmark reads 66.7 % (test A) and 75.0 % (test B) on the faces stage's crops; the in-sync "
+                   "reading is 2-5 frames off on some speakers (face1 -2, demo2 +2..+5, face5 -3)")
+def test_fused_scorer_places_held_out_offsets(fused_folds):
+    assert min(f["shift"] for f in fused_folds.values()) >= 0.9, fused_folds
+
+
+def test_fused_scorer_separates_own_audio_from_dubs_on_held_out_speakers(fused_folds):
+    """AUC of the confidence, in-sync vs another speaker's audio, with the prior fitted on the other half."""
+    assert min(f["auc"] for f in fused_folds.values()) >= 0.9, fused_folds

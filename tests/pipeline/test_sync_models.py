@@ -154,3 +154,44 @@ def test_energy_scorer_absolute_recovery_against_syncnet_reference(shared_media,
     ref = sync_media.reference_offsets(sync_media.load_clips(rows), SyncNetScorer(load_syncnet(weights)))
     res = sync_media.evaluate(sync_media.load_clips(rows, ref), EnergySyncScorer(), range(-10, 11, 2), mismatched=False)
     assert res["recovery"] >= 0.9, (ref, res)
+
+
+def _upstream_syncnet_class():
+    """`S` from the PyPI package syncnet-python's SyncNetModel.py (joonson/syncnet_python's model file), loaded
+    from its file: the package's __init__ pulls in its whole video pipeline, which the model does not need."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("syncnet_python")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("syncnet-python is not installed: run scripts/setup.sh (pip install --no-deps syncnet-python==0.2.3)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "SyncNetModel.py"
+    mod_spec = importlib.util.spec_from_file_location("upstream_syncnet_model", path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module.S
+
+
+def test_syncnet_loader_matches_the_upstream_architecture(tmp_path):
+    """Upstream's model class with random weights and random BatchNorm statistics, saved as upstream checkpoints
+    are (syncnet_v2.model is `S().state_dict()`: SyncNetInstance.loadParameters copies each key of the loaded dict
+    into `self.__S__.state_dict()`), loads through the project's loader and gives the same embeddings."""
+    torch.manual_seed(0)
+    upstream = _upstream_syncnet_class()(num_layers_in_fc_layers=1024)
+    with torch.no_grad():
+        for m in upstream.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    upstream.eval()
+    path = tmp_path / "syncnet" / "syncnet_v2.model"
+    path.parent.mkdir()
+    torch.save(upstream.state_dict(), path)
+    ours = load_syncnet(path)
+    assert set(ours.state_dict()) == set(upstream.state_dict())
+    lip, aud = torch.rand(3, 3, 5, 224, 224) * 255, torch.randn(3, 1, 13, 20)
+    with torch.no_grad():
+        assert torch.allclose(ours.forward_lip(lip), upstream.forward_lip(lip), atol=1e-4, rtol=1e-4)
+        assert torch.allclose(ours.forward_aud(aud), upstream.forward_aud(aud), atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(SyncNet().eval().forward_aud(aud), upstream.forward_aud(aud), atol=1e-2)

@@ -1,0 +1,172 @@
+"""Curation accuracy on labelled media built from ../shared/media (truth known by construction): one table.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_curation.py [--backend mtcnn,yunet] [--cache /tmp/curation-bench]
+
+Items and truth: benchmarks/kit/curation_media.py (built with ffmpeg into the cache, never into the repo). The
+sources are split in two halves by identity; any threshold fitted by `fit()` uses one half and is scored on the
+other (fold "fit A / test B", then swapped). Settings are the sample build's (manifests/sample/config.yaml) with
+the shipped defaults; `--fit` also refits the sync-confidence and sharpness thresholds per fold. The first run
+builds the media and runs the face stage on ~50 clips (about 25 min on one loaded core); reruns read the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.kit.curation_build import DEFAULT_CACHE, Builder  # noqa: E402
+from benchmarks.kit.curation_eval import CLASSES, score  # noqa: E402
+from benchmarks.kit.curation_run import Runner, run_all  # noqa: E402
+from benchmarks.kit.sync_fit import clip_inputs, fit  # noqa: E402
+from pipeline.config import SAMPLE_MANIFESTS, load_config, replace  # noqa: E402
+from pipeline.models.sync_prior import PRIOR_PATH, decision_point  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+TARGETS = {"shot_f1": 0.95, "sync_shift": 0.90, "auc": 0.95, "multi_as_multi": 1.0, "keep_p": 0.95, "keep_r": 0.8}
+
+
+def models_dir_for(backend: str, cache: Path, shared: Path) -> str:
+    """A models dir holding what `backend` needs: YuNet's upstream ONNX from the shared weights, linked."""
+    d = cache / f"models-{backend}"
+    if backend == "yunet":
+        (d / "yunet").mkdir(parents=True, exist_ok=True)
+        link = d / "yunet" / "face_detection_yunet_2026may.onnx"
+        if not link.exists():
+            link.symlink_to(shared / "weights" / "face_detection_yunet_2026may.onnx")
+    d.mkdir(parents=True, exist_ok=True)
+    return str(d)
+
+
+def fit_half_prior(items, video: dict[str, dict], halves: tuple[str, ...]):
+    """The fused scorer's prior fitted on the in-sync base clips of `halves` (their faces-stage rows)."""
+    clips = []
+    for it in items:
+        if it.kind == "base" and it.half in halves:
+            rows = [r for r in video[it.key]["faces"] if r["status"] == "ok"]
+            clips += [clip_inputs(r, it.segments[0].identity) for r in rows]
+    return fit(clips)
+
+
+def quality_values(results: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """(face_detail_px, face_blockiness) of the probed rows, by what they should be: good bases vs degraded."""
+    out: dict[str, list[tuple[float, float]]] = {"good": [], "blur": [], "crf45": []}
+    for res in results:
+        item = res["item"]
+        kind = "good" if item.kind == "base" and item.segments[0].reason != "blurry" else item.kind
+        if kind in out:
+            out[kind] += [(p["quality"].get("face_detail_px", np.nan), p["quality"].get("face_blockiness", np.nan))
+                          for p in res["probe"].values()]  # fmt: skip
+    return out
+
+
+def fit_quality(results: list[dict]) -> tuple[float, float]:
+    """Blur thresholds fitted on one half: the decision points good vs blurred (detail) and good vs CRF 45 (blocks)."""
+    v = quality_values(results)
+    detail = decision_point([g[0] for g in v["good"]], [b[0] for b in v["blur"]])
+    block = -decision_point([-g[1] for g in v["good"]], [-b[1] for b in v["crf45"]])
+    return detail, block
+
+
+def quality_on(results: list[dict], detail: float, block: float) -> str:
+    v = quality_values(results)
+    bad = lambda x: x[0] < detail or x[1] > block  # noqa: E731
+    return (f"{sum(map(bad, v['good']))}/{len(v['good'])} good dropped, {sum(map(bad, v['blur']))}/{len(v['blur'])} "
+            f"blur + {sum(map(bad, v['crf45']))}/{len(v['crf45'])} crf45 dropped")  # fmt: skip
+
+
+def fmt(m: dict, key: str) -> str:
+    v = m[key]
+    mark = "" if key not in TARGETS else (" ok" if v >= TARGETS[key] - 1e-9 else " MISS")
+    return f"{v:.3f}{mark}"
+
+
+def table(per: dict[str, dict]) -> str:
+    cols = list(per)
+    lines = ["| metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+
+    def row(name: str, fn) -> None:
+        lines.append(f"| {name} | " + " | ".join(fn(per[c]) for c in cols) + " |")
+
+    row("shot P / R / F1 (+-0.5 s; true cuts)", lambda m: f"{m['shot_p']:.2f} / {m['shot_r']:.2f} / {fmt(m, 'shot_f1')} ({m['shot_n']})")
+    row("sync offset +-1 frame, shifted k=+-3,5,8 (n)", lambda m: f"{fmt(m, 'sync_shift')} ({m['sync_shift_n']})")
+    row("sync offset +-1 frame, in-sync k=0 (n)", lambda m: f"{m['sync_k0']:.3f} ({m['sync_k0_n']})")
+    row("AUC sync_conf, in-sync vs dubbed (n+/n-)", lambda m: f"{fmt(m, 'auc')} ({m['auc_n'][0]}/{m['auc_n'][1]})")
+    for t in CLASSES:
+        row(f"faces truth {t}: " + "/".join(CLASSES) + "/other", lambda m, t=t: "/".join(str(m["faces"][t][p]) for p in (*CLASSES, "other")))
+    row("multi-face rows dropped multi_face", lambda m: fmt(m, "multi_as_multi"))
+    row("language top-1 accuracy (n)", lambda m: f"{m['lang_acc']:.3f} ({m['lang_n']})")
+    row("other-language rows dropped lang_mismatch (n)", lambda m: f"{m['mismatch_drop']:.3f} ({m['mismatch_n']})")
+    row("good rows dropped by language", lambda m: str(m["good_lang_drops"]))
+    row("in-sync studio rows dropped blurry (n)", lambda m: f"{m['studio_blurry']} ({m['studio_n']})")
+    row("blur sigma 3 / crf 45 rows dropped, as blurry (n)", lambda m: f"{m['degraded_drop']:.2f}, {m['degraded_blurry']:.2f} ({m['degraded_n']})")
+    row("keep precision (kept)", lambda m: f"{fmt(m, 'keep_p')} ({m['kept']})")
+    row("keep recall (good segments)", lambda m: f"{fmt(m, 'keep_r')} ({m['good']})")
+    row("kept rows mixing two faces", lambda m: str(m["mixed_kept"]))
+    row("blur gates fitted on the fit half, on the test half", lambda m: m.get("quality_fit", "-"))
+    row("fused scorer fitted on the fit half: lag_bias / conf_scale", lambda m: f"{m.get('lag_bias', '-')} / {m.get('conf_scale', float('nan')):.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", default="mtcnn", help="comma list of faces.backend values (mtcnn, yunet, dlib, ...)")
+    p.add_argument("--halves", default="A,B")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--shared", type=Path, default=SHARED)
+    p.add_argument("--scorer", default="auto", help="sync.scorer")
+    p.add_argument("--misses", action="store_true", help="list every miss under the table")
+    p.add_argument("--fit-prior", action="store_true", help="refit pipeline/models/sync_prior.npz on every half's bases")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    halves = tuple(h.strip() for h in args.halves.split(","))
+    items = Builder(args.shared, args.cache).items(halves)
+    per: dict[str, dict] = {}
+    for backend in args.backend.split(","):
+        cfg = load_config(Path(SAMPLE_MANIFESTS) / "config.yaml", out=str(args.cache / f"run-{backend}"),
+                          models_dir=models_dir_for(backend, args.cache, args.shared), faces={"backend": backend},
+                          sync={"scorer": args.scorer})  # fmt: skip
+        runner = Runner(cfg, args.cache / "stages")
+        video = {it.key: runner.video_rows(it) for it in items if not it.video_of}
+        if args.fit_prior:
+            prior = fit_half_prior(items, video, halves)
+            prior.save(PRIOR_PATH)
+            print(f"wrote {PRIOR_PATH}: {prior.n_clips} clips, lag_bias {prior.lag_bias}, conf_scale {prior.conf_scale:.3f}")
+        results: dict[str, list[dict]] = {}
+        folds: dict[str, tuple] = {}
+        for test in halves:
+            fit_halves = tuple(h for h in halves if h != test) or (test,)
+            prior_path = args.cache / f"prior-{backend}-fit{''.join(fit_halves)}.npz"
+            prior = fit_half_prior(items, video, fit_halves)
+            prior.save(prior_path)
+            fold = replace(cfg, sync=replace(cfg.sync, prior=str(prior_path)))
+            tag = hashlib.sha1(prior_path.read_bytes()).hexdigest()[:10]
+            results[test] = run_all([i for i in items if i.half == test], fold, args.cache / "stages", sync_tag=tag)
+            folds[test] = (fit_halves, prior)
+        for test, (fit_halves, prior) in folds.items():  # blur gates: fitted on the other half's probes
+            fitted = [r for h in fit_halves for r in results.get(h, [])]
+            detail, block = fit_quality(fitted) if fitted else (float("nan"), float("nan"))
+            name = f"{backend} fit {'+'.join(fit_halves)} / test {test}"
+            per[name] = score(results[test]) | {"lag_bias": prior.lag_bias, "conf_scale": prior.conf_scale,
+                                                "quality_fit": f"detail >= {detail:.0f} px, blockiness <= {block:.2f}: "
+                                                + quality_on(results[test], detail, block)}  # fmt: skip
+    print(table(per))
+    if args.misses:
+        for name, m in per.items():
+            print(f"\n{name}:")
+            for line in m["misses"]:
+                print("  ", line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
