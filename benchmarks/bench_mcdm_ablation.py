@@ -105,12 +105,11 @@ def eval_one(a: argparse.Namespace) -> None:
     """One variant in this (fresh) process: generate, measure peak RSS and time, score per 10 s bin."""
     import torch
 
+    from benchmarks.kit.drift import score_bins
     from mcdm_model.generate import iter_clips
     from mcdm_model.model import MCDM
     from mcdm_model.motion import motion_tokens
     from pipeline.media import read_audio, read_frames
-
-    from benchmarks.kit.drift import score_bins  # noqa: E402 - after sys.path
 
     torch.set_num_threads(1)
     model = MCDM.load_checkpoint(a.work / a.variant / "last.pt")
