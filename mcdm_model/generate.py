@@ -78,10 +78,9 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
 
 def _clip_audio(audio: np.ndarray | Iterable[np.ndarray], n: int) -> Iterator[tuple[np.ndarray, int]]:
     """(chunk of exactly n samples, real samples in it) from an array or a stream; the last is zero-padded."""
-    if isinstance(audio, np.ndarray):
-        audio = (audio[i : i + n] for i in range(0, len(audio), n))
+    pieces = (audio[i : i + n] for i in range(0, len(audio), n)) if isinstance(audio, np.ndarray) else audio
     buf = np.zeros(0, np.float32)
-    for piece in audio:
+    for piece in pieces:
         buf = np.concatenate([buf, np.asarray(piece, np.float32)])
         while len(buf) >= n:
             yield buf[:n], n
@@ -94,7 +93,7 @@ def iter_clips(model: MCDM, ref_image: np.ndarray, audio: np.ndarray | Iterable[
                ref_motion: np.ndarray | None = None, steps: int = 25, seed: int = 0, progress: bool = True,
                guidance: float = 1.0, sampler: str = "ddim") -> Iterator[np.ndarray]:
     """Yield generated clips (F, S, S, 3) uint8 for 16 kHz audio (an array, or chunks read as a stream); the
-    last clip is cut to the audio's length (at least one frame). Nothing but the ClipMemory is carried."""
+    last clip is cut to the audio's whole frames. Nothing but the ClipMemory is carried from clip to clip."""
     cfg = model.cfg
     dev = next(model.parameters()).device
     spf, f = cfg.samples_per_frame, cfg.present_frames
@@ -105,10 +104,12 @@ def iter_clips(model: MCDM, ref_image: np.ndarray, audio: np.ndarray | Iterable[
     gen = torch.Generator(device=dev).manual_seed(seed)
     memory: ClipMemory | None = None
     for chunk, real in tqdm(_clip_audio(audio, f * spf), desc="clips", unit="clip", disable=not progress):
+        if real < spf:  # less than one frame of audio left
+            break
         a = torch.from_numpy(chunk)[None].to(dev)
         frames, memory = model.generate_clip(ref, None, a, memory, steps=steps, guidance=guidance, sampler=sampler,
                                              generator=gen)
-        yield to_uint8(frames[0])[: max(1, real // spf)]
+        yield to_uint8(frames[0])[: real // spf]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -95,8 +96,10 @@ class CrossProcessor(nn.Module):
         nn.init.zeros_(self.to_v_motion.weight)
 
     def _kv(self, mcdm: MCDMContext | None, name: str, tokens: Tensor, k: nn.Module, v: nn.Module) -> tuple[Tensor, Tensor]:
-        """K/V of per-sample tokens, projected once per context (one clip) and reused by every step."""
-        if mcdm is None:
+        """K/V of per-sample tokens, projected once per context (one clip) and reused by every sampler step.
+        With gradients on (training: one call per context) nothing is cached, so a checkpointed block recomputes
+        exactly what it computed."""
+        if mcdm is None or torch.is_grad_enabled():
             return k(tokens), v(tokens)
         key = (self.index, name)
         hit = mcdm.kv_cache.get(key)

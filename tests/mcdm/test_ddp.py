@@ -25,7 +25,7 @@ def _worker(rank: int, shards: str, out: str, models_dir: str, port: int) -> Non
                       WORLD_SIZE="2")
     torch.set_num_threads(1)
     result = train.main(["--shards", shards, "--out", out, "--models-dir", models_dir, "--stage", "1", "--steps",
-                         "2", "--batch-size", "1", "--device", "cpu"])
+                         "2", "--batch-size", "1", "--device", "cpu", "--num-workers", "0"])
     torch.save({"state": result["model"].state_dict(), "history": result["history"]}, Path(out) / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
