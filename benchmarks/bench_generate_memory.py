@@ -1,0 +1,83 @@
+"""`python -m mcdm_model.generate` peak memory and time for 1, 3 and 10 minutes of speech (streaming CLI).
+
+    python benchmarks/bench_generate_memory.py                     # MCDM-T (64²), 1 sampler step, CPU
+    python benchmarks/bench_generate_memory.py --minutes 1 10 --steps 4 --checkpoint runs/x/last.pt
+
+Each length runs the real CLI (portrait crop, streamed audio decode, clip-by-clip generation, frames piped to
+ffmpeg) in a fresh process; the speech is real (../shared/media apollo11_89s.mp3, looped by ffmpeg to the length).
+Reported: the generating process's peak RSS (VmHWM) and its ffmpeg children's peak (getrusage RUSAGE_CHILDREN),
+wall / cpu seconds, frames written. Prints a table; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = Path(os.environ.get("TFW_SHARED_MEDIA", ROOT.parent / "shared" / "media"))
+CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+from mcdm_model import generate
+t0, c0 = time.perf_counter(), time.process_time()
+generate.main(sys.argv[1:])
+hwm = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
+print("RESULT " + json.dumps({"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+      "peak_rss_mb": hwm / 1024, "ffmpeg_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+
+def speech(minutes: float, work: Path) -> Path:
+    out = work / f"speech_{minutes:g}min.wav"
+    if not out.exists():
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-stream_loop", "-1", "-i",
+                        str(MEDIA / "audio" / "en" / "apollo11_89s.mp3"), "-t", str(minutes * 60), "-ac", "1", "-ar",
+                        "16000", str(out)], check=True)
+    return out
+
+
+def run(minutes: float, a: argparse.Namespace) -> dict:
+    out = a.work / f"gen_{minutes:g}min.mp4"
+    args = ["--image", str(MEDIA / "faces" / "facenet_angelina_jolie.jpg"), "--audio", str(speech(minutes, a.work)),
+            "--out", str(out), "--steps", str(a.steps), "--device", "cpu", "--models-dir", str(a.work / "nomodels")]
+    args += ["--checkpoint", a.checkpoint] if a.checkpoint else ["--size", a.size]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if p.returncode or line is None:
+        raise RuntimeError(p.stderr[-2000:])
+    res = json.loads(line[7:])
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                            "stream=nb_read_frames", "-of", "csv=p=0", str(out)], capture_output=True, text=True)
+    return {"minutes": minutes, "frames": int(probe.stdout.strip() or 0), **res}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--minutes", type=float, nargs="+", default=[1, 3, 10])
+    p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--size", default="MCDM-T")
+    p.add_argument("--checkpoint")
+    p.add_argument("--work", type=Path, default=Path("/tmp/mcdm-genmem"))
+    a = p.parse_args()
+    (a.work / "nomodels").mkdir(parents=True, exist_ok=True)
+    rows = [run(m, a) for m in a.minutes]
+    base = rows[0]["peak_rss_mb"]
+    print("| audio min | frames | wall s | cpu s | cpu s / min | peak RSS MB | x first | ffmpeg peak MB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['minutes']:g} | {r['frames']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['cpu_s'] / r['minutes']:.1f} "
+              f"| {r['peak_rss_mb']:.1f} | {r['peak_rss_mb'] / base:.3f} | {r['ffmpeg_peak_rss_mb']:.1f} |")
+    (a.work / "result.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    t = time.time()
+    main()
+    print(f"total {time.time() - t:.0f} s")
