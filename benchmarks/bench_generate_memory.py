@@ -58,23 +58,48 @@ def run(minutes: float, a: argparse.Namespace) -> dict:
     return {"minutes": minutes, "frames": int(probe.stdout.strip() or 0), **res}
 
 
+def small_checkpoint(a: argparse.Namespace) -> Path:
+    """A random-init checkpoint in train.py's format (config + state dict) at a reduced size."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from mcdm_model.config import model_config, to_dict
+    from mcdm_model.model import MCDM
+
+    over = {"image_size": a.image_size, "models_dir": str(a.work / "nomodels")}
+    if a.frames:
+        over["present_frames"] = a.frames
+    torch.manual_seed(0)
+    model = MCDM(model_config(a.size, **over))
+    path = a.work / f"random_{a.size}_{a.image_size}_{a.frames}.pt"
+    torch.save({"model": model.state_dict(), "ema": None, "model_config": to_dict(model.cfg, portable=True)}, path)
+    return path
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, nargs="+", default=[1, 3, 10])
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--size", default="MCDM-T")
-    p.add_argument("--checkpoint")
+    p.add_argument("--checkpoint", help="train.py checkpoint (default: a random --size model, warned by the CLI)")
+    p.add_argument("--image-size", type=int, help="with no checkpoint: write a random-init checkpoint of --size at "
+                   "this image size (and --frames per clip) and use it, to make long runs cheaper on a CPU")
+    p.add_argument("--frames", type=int, help="present_frames of that checkpoint")
     p.add_argument("--work", type=Path, default=Path("/tmp/mcdm-genmem"))
     a = p.parse_args()
     (a.work / "nomodels").mkdir(parents=True, exist_ok=True)
-    rows = [run(m, a) for m in a.minutes]
+    if a.image_size and not a.checkpoint:
+        a.checkpoint = str(small_checkpoint(a))
+    rows = []
+    for m in a.minutes:  # each row is kept as soon as it is measured
+        rows.append(run(m, a))
+        (a.work / "result.json").write_text(json.dumps(rows, indent=1))
     base = rows[0]["peak_rss_mb"]
     print("| audio min | frames | wall s | cpu s | cpu s / min | peak RSS MB | x first | ffmpeg peak MB |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['minutes']:g} | {r['frames']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['cpu_s'] / r['minutes']:.1f} "
               f"| {r['peak_rss_mb']:.1f} | {r['peak_rss_mb'] / base:.3f} | {r['ffmpeg_peak_rss_mb']:.1f} |")
-    (a.work / "result.json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

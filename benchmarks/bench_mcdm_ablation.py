@@ -88,16 +88,20 @@ def phase_train(a: argparse.Namespace) -> None:
 
 
 def phase_eval(a: argparse.Namespace) -> dict:
+    """One fresh process per variant, run side by side (each measures its own peak RSS and time per clip)."""
     res_path = a.work / "ablation.json"
     res = json.loads(res_path.read_text()) if res_path.exists() else {}
-    for name in VARIANTS:
-        if name in res:
-            continue
-        out = a.work / f"eval-{name}.json"
-        sh([sys.executable, __file__, "--work", str(a.work), "--phase", "one", "--variant", name, "--seconds",
-            str(a.seconds), "--steps", str(a.sample_steps)], a.work / "eval.log")
-        res[name] = json.loads(out.read_text())
-        res_path.write_text(json.dumps(res, indent=1))
+    todo = [n for n in VARIANTS if n not in res]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    with open(a.work / "eval.log", "a") as log:
+        procs = {n: subprocess.Popen([sys.executable, __file__, "--work", str(a.work), "--phase", "one", "--variant", n,
+                                      "--seconds", str(a.seconds), "--steps", str(a.sample_steps)],
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env) for n in todo}
+        for n, proc in procs.items():
+            if proc.wait() != 0:
+                raise RuntimeError(f"variant {n} failed: see {a.work / 'eval.log'}")
+            res[n] = json.loads((a.work / f"eval-{n}.json").read_text())
+    res_path.write_text(json.dumps({n: res[n] for n in VARIANTS if n in res}, indent=1))
     return res
 
 
@@ -136,7 +140,7 @@ def eval_one(a: argparse.Namespace) -> None:
     out = {"seconds": len(video) / fps, "clips": len(frames), "gen_s": gen_s, "peak_rss_mb": peak / 1024,
            "s_per_clip_first_half": (times[half] - t0) / max(half, 1),
            "s_per_clip_second_half": (times[-1] - times[half]) / max(len(times) - half - 1, 1),
-           "bins": score_bins(video, audio, ref, fps=fps, bin_s=10.0, face=face)}
+           "bins": score_bins(video, audio, ref, fps=fps, bin_s=10.0, face=face, metric_size=160, id_stride=5)}
     (a.work / f"eval-{a.variant}.json").write_text(json.dumps(out, indent=1))
 
 
@@ -179,7 +183,7 @@ def main() -> None:
     p.add_argument("--steps2", type=int, default=800, help="stage-2 steps of the shared base")
     p.add_argument("--steps3", type=int, default=400, help="stage-3 steps of each variant")
     p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--sample-steps", "--steps", dest="sample_steps", type=int, default=10, help="DDIM steps per clip")
+    p.add_argument("--sample-steps", "--steps", dest="sample_steps", type=int, default=4, help="DDIM steps per clip")
     p.add_argument("--strip", type=Path, default=ROOT / "benchmarks" / "mcdm_ablation_strip.png")
     a = p.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
