@@ -55,16 +55,17 @@ def sh(args: list[str], log: Path) -> None:
                        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
 
 
-def train(a: argparse.Namespace, out: Path, *extra: str) -> None:
-    if (out / "done").exists():
-        return
+def train_cmd(a: argparse.Namespace, out: Path, *extra: str) -> list[str]:
     cmd = [sys.executable, "-m", "mcdm_model.train", "--shards", str(a.work / "shards"), "--out", str(out),
            "--models-dir", str(a.work / "nomodels"), "--batch-size", "4", "--num-workers", "1",
-           "--log-every", "50", "--ckpt-every", "200", *extra]
-    if (out / "last.pt").exists():
-        cmd += ["--resume"]
-    sh(cmd, a.work / "train.log")
-    (out / "done").write_text("ok")
+           "--log-every", "25", "--ckpt-every", "100", *extra]
+    return cmd + (["--resume"] if (out / "last.pt").exists() else [])
+
+
+def train(a: argparse.Namespace, out: Path, *extra: str) -> None:
+    if not (out / "done").exists():
+        sh(train_cmd(a, out, *extra), a.work / "train.log")
+        (out / "done").write_text("ok")
 
 
 def phase_data(a: argparse.Namespace) -> None:
@@ -80,11 +81,22 @@ def phase_train(a: argparse.Namespace) -> None:
     train(a, a.work / "base", "--stage", "1", "--steps", str(a.steps1), "--lr", "1e-3")
     train(a, a.work / "base2", "--stage", "2", "--steps", str(a.steps2), "--lr", "1e-3",
           "--init", str(a.work / "base" / "last.pt"))
+    procs = {}  # the variants' stage 3 runs side by side, from the same base, same steps and seed
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     for name, over in VARIANTS.items():
+        out = a.work / name
+        if (out / "done").exists():
+            continue
         yml = a.work / f"{name}.yaml"
         yml.write_text(json.dumps({"model": over}))
-        train(a, a.work / name, "--stage", "3", "--steps", str(a.steps3), "--lr", "5e-4", "--config", str(yml),
-              "--init", str(a.work / "base2" / "last.pt"))
+        cmd = train_cmd(a, out, "--stage", "3", "--steps", str(a.steps3), "--lr", "5e-4", "--config", str(yml),
+                        "--init", str(a.work / "base2" / "last.pt"))
+        procs[name] = subprocess.Popen(cmd, stdout=open(a.work / f"train-{name}.log", "a"), stderr=subprocess.STDOUT,
+                                       cwd=ROOT, env=env)
+    for name, proc in procs.items():
+        if proc.wait() != 0:
+            raise RuntimeError(f"stage 3 of {name} failed: see {a.work / f'train-{name}.log'}")
+        (a.work / name / "done").write_text("ok")
 
 
 def phase_eval(a: argparse.Namespace) -> dict:
