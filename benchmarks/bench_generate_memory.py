@@ -5,8 +5,8 @@
 
 Each length runs the real CLI (portrait crop, streamed audio decode, clip-by-clip generation, frames piped to
 ffmpeg) in a fresh process; the speech is real (../shared/media apollo11_89s.mp3, looped by ffmpeg to the length).
-Reported: the generating process's peak RSS (VmHWM) and its ffmpeg children's peak (getrusage RUSAGE_CHILDREN),
-wall / cpu seconds, frames written. Prints a table; asserts nothing.
+Reported: the generating process's peak RSS (VmHWM), the ffmpeg encoder's own peak (its VmHWM read just before
+it finishes), wall / cpu seconds, frames written. Prints a table; asserts nothing.
 """
 
 from __future__ import annotations
@@ -22,14 +22,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("TFW_SHARED_MEDIA", ROOT.parent / "shared" / "media"))
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
-from mcdm_model import generate
+from mcdm_model import generate, video_io
+def hwm(pid="self"):
+    return next(int(l.split()[1]) for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("VmHWM"))
+peak = {}
+close = video_io.VideoSink.close
+def spy(self):  # the encoder's own peak, read just before it finishes
+    peak["ffmpeg"] = hwm(self.proc.pid)
+    return close(self)
+video_io.VideoSink.close = spy
 t0, c0 = time.perf_counter(), time.process_time()
 generate.main(sys.argv[1:])
-hwm = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
 print("RESULT " + json.dumps({"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
-      "peak_rss_mb": hwm / 1024, "ffmpeg_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+      "peak_rss_mb": hwm() / 1024, "ffmpeg_peak_rss_mb": peak["ffmpeg"] / 1024}))
 """
 
 

@@ -97,8 +97,9 @@ def test_lse_lower_for_foreign_audio_and_offset_follows_a_shift(clips, face, lan
     own = scorer.score(fr, audio, landmarks=lm)
     late = scorer.score(fr, np.concatenate([np.zeros(8 * 640, np.float32), audio])[: len(audio)], landmarks=lm)
     foreign = scorer.score(fr, other, landmarks=lm)
-    assert own["lse_c"] > foreign["lse_c"] and own["lse_d"] < foreign["lse_d"]
-    assert own["sync_conf"] > foreign["sync_conf"]  # the scorer's own best-lag confidence: another voice is chance
+    vals = {k: (own[k], late[k], foreign[k]) for k in ("lse_c", "lse_d", "sync_offset", "sync_conf")}
+    assert own["lse_c"] > foreign["lse_c"] and own["lse_d"] < foreign["lse_d"], vals
+    assert own["sync_conf"] > foreign["sync_conf"], vals  # the scorer's own best-lag confidence: another voice is chance
     if name == CLIPS[0]:  # on this clip the weight-free scorer finds the lags (it misses them on the other)
         assert late["sync_offset"] - own["sync_offset"] == pytest.approx(8, abs=1)  # the best offset follows
 
