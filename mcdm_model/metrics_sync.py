@@ -4,7 +4,9 @@ The scorer is whatever `pipeline.stages.sync.load_sync_scorer` picks: SyncNet wh
 `<models_dir>/syncnet/`, else the weight-free energy scorer (mouth-motion energy vs audio spectral flux). From its
 per-lag curve (lags -search..search frames), as SyncNet's LSE-C/D are defined (Prajwal et al. 2020, syncnet_python):
 - SyncNet (mean embedding distance per lag): LSE-D = the minimum over lags, LSE-C = median - minimum;
-- energy (correlation per lag): LSE-C = maximum - median, LSE-D = 1 - maximum (same roles, higher r is better);
+- energy (correlation per lag): LSE-D = 1 - maximum r; LSE-C = the scorer's own confidence at its best lag (a
+  z-score of the peak against shuffled audio): the raw max - median of r is not comparable across audio tracks
+  (it scales with the audio's own autocorrelation) and ranked a foreign voice above the true one on a real clip;
 `sync_offset` = the best lag (positive = audio lags video), `sync_conf` = the scorer's own confidence. A clip with a
 face in fewer than MIN_FACE_RATE of its frames gets None: lip sync is not measured where there is no mouth.
 Only the scorer's public interface is used (`name`, `curve(...)` -> offsets, values, offset, conf).
@@ -29,8 +31,9 @@ def load_pipeline_scorer(models_dir: str | None = None, search: int = 15) -> Any
     return load_sync_scorer(cfg)
 
 
-def lse_scores(offsets: np.ndarray, values: np.ndarray, lower_is_better: bool) -> dict:
-    """LSE-C / LSE-D and the best lag from a per-lag curve (distances when lower_is_better, else correlations)."""
+def lse_scores(offsets: np.ndarray, values: np.ndarray, lower_is_better: bool, conf: float | None = None) -> dict:
+    """LSE-C / LSE-D and the best lag from a per-lag curve (distances when lower_is_better, else correlations,
+    whose LSE-C is the scorer's `conf` when given, else (max - median) / std over lags)."""
     values = np.asarray(values, np.float64)
     ok = np.isfinite(values)
     if ok.sum() < 3:
@@ -40,7 +43,9 @@ def lse_scores(offsets: np.ndarray, values: np.ndarray, lower_is_better: bool) -
         i = int(np.nanargmin(np.where(ok, values, np.inf)))
         return {"lse_c": med - float(values[i]), "lse_d": float(values[i]), "sync_offset": int(offsets[i])}
     i = int(np.nanargmax(np.where(ok, values, -np.inf)))
-    return {"lse_c": float(values[i]) - med, "lse_d": 1.0 - float(values[i]), "sync_offset": int(offsets[i])}
+    sd = float(np.std(values[ok]))
+    c = conf if conf is not None and np.isfinite(conf) else ((float(values[i]) - med) / sd if sd > 1e-12 else 0.0)
+    return {"lse_c": float(c), "lse_d": 1.0 - float(values[i]), "sync_offset": int(offsets[i])}
 
 
 class SyncScorer:
@@ -72,7 +77,7 @@ class SyncScorer:
             curve = self.scorer.curve(video, audio, fps=fps)
         except Exception as exc:  # a clip the scorer cannot measure is recorded, not fatal
             return out | {"sync_error": str(exc)}
-        out |= lse_scores(curve.offsets, curve.values, self.lower_is_better)
+        out |= lse_scores(curve.offsets, curve.values, self.lower_is_better, None if self.lower_is_better else curve.conf)
         if out["lse_c"] is not None:
             out["sync_conf"] = float(curve.conf)
         return out

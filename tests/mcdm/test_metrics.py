@@ -113,7 +113,9 @@ def test_lse_is_taken_at_the_best_offset():
     assert lse_scores(lags, dist, True) == {"lse_c": 8.5 - 6.0, "lse_d": 6.0, "sync_offset": 1}
     corr = np.array([0.1, 0.0, 0.2, 0.1, 0.5, 0.3, np.nan])
     out = lse_scores(lags, corr, False)
-    assert out["sync_offset"] == 1 and out["lse_c"] == pytest.approx(0.5 - 0.15) and out["lse_d"] == pytest.approx(0.5)
+    sd = np.std(corr[:-1])
+    assert out["sync_offset"] == 1 and out["lse_c"] == pytest.approx((0.5 - 0.15) / sd) and out["lse_d"] == pytest.approx(0.5)
+    assert lse_scores(lags, corr, False, conf=2.5)["lse_c"] == 2.5  # the scorer's own confidence when it has one
     assert lse_scores(lags, np.full(7, np.nan), False)["lse_c"] is None
 
 

@@ -71,7 +71,8 @@ def test_checkpoint_round_trip_is_exact(mcdm_tiny_shard: Path, tmp_path: Path, n
         assert all(torch.equal(v, ref[k]) for k, v in model.state_dict().items())
     assert not all(torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])  # EMA lags the weights
     assert ckpt["model_config"]["image_size"] == 64 and ckpt["size"] == "MCDM-T"
-    assert ckpt["model_config"]["vae_pretrained"] == ""  # scratch VAE recorded: reloads the same architecture
+    assert ckpt["model_config"]["vae_config"] is None  # scratch VAE recorded: rebuilt from its own fields
+    assert "models_dir" not in ckpt["model_config"]  # portable: no machine path inside
 
 
 def test_yaml_config_overrides(mcdm_tiny_shard: Path, tmp_path: Path, no_models_dir: str) -> None:
