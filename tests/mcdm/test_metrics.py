@@ -200,3 +200,26 @@ def test_fid_fvd_with_real_weights(clips):
     for key in ("fid", "fvd"):
         d = [res[c][key] for c in ("noise", "grey", "other", "truth")]
         assert d[0] > d[1] > d[2] > d[3] and d[3] == pytest.approx(0.0, abs=1e-2), (key, d)
+
+
+def test_arcface_pack_is_used_when_present(tmp_path, clips, face):
+    """With <models_dir>/insightface/buffalo_l/w600k_r50.onnx, identity comes from that ONNX net on the 5-point
+    112² ArcFace alignment (a small net exported here in the pack's input/output layout stands in for it): 512-D
+    embeddings, and a face moved by 10 px in the frame gives the same embedding because the crop is aligned."""
+    import torch
+
+    from mcdm_model.metrics_face import ARCFACE
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 8, stride=8), torch.nn.Flatten(), torch.nn.Linear(8 * 14 * 14, 512))
+    (tmp_path / ARCFACE).parent.mkdir(parents=True)
+    torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(tmp_path / ARCFACE), dynamo=False, input_names=["input.1"])
+    arc = FaceAnalyzer(models_dir=tmp_path)
+    assert arc.identity_model.startswith("arcface") and face.identity_model.startswith("dlib")
+    fr = clips[CLIPS[0]][0][:1]
+    moved = np.stack([cv2.warpAffine(f, np.float32([[1, 0, 10], [0, 1, 0]]), (f.shape[1], f.shape[0])) for f in fr])
+    e, e_moved = arc.embeddings(fr), arc.embeddings(moved)
+    other = arc.embeddings(clips[CLIPS[1]][0][:1])
+    assert e.shape == (1, 512) and np.isfinite(e).all()
+    assert metrics.cosine(e_moved, e[0])[0] > 0.99 > metrics.cosine(other, e[0])[0]
+    assert np.isnan(arc.embeddings(np.full_like(fr, 128))).all()  # no face, no embedding
