@@ -1,10 +1,15 @@
-"""WebDataset stream of the pipeline's shards -> MCDM training windows.
+"""The pipeline's shards -> MCDM training windows, with random access, a real shuffle and exact, cheap resume.
 
-A window = reference frame (any frame of the clip), A archived frames right before the present clip, the present
-clip of F frames, its aligned audio (640 samples per frame: the sink already shifted audio to A/V offset 0) and
-motion tokens (mcdm_model.motion) for all of them. Shards are resampled per rank and worker (ResampledShards,
-seeded by rank*1000+worker), so every process sees a different, endless, reproducible stream; a finite pass
-(resampled=False) splits shards by node and worker instead. A sample that fails to decode is skipped and logged.
+A window = reference frame (any frame of the clip), A archived frames, then `chain_clips` (W) consecutive present
+clips of F frames with their audio (640 samples per frame: the sink already shifted audio to A/V offset 0) and
+motion tokens (mcdm_model.motion). Stage 3 builds the last clip's memory over the earlier ones, as generation does.
+
+Shards are indexed once (tar headers only: `ShardIndex`), so a sample is read by seeking, not by streaming. The
+order is a fresh permutation of all clips every epoch, split across ranks (`ClipSampler`); batch i of a rank is a
+pure function of (seed, rank, world, i), so resuming at step s starts reading at batch s, decoding nothing before
+it, and the batches do not depend on the number of DataLoader workers. When a clip's .json names its predecessor in
+the same take (`prev_key`, from the dataset side) and that clip is in the shards, it is joined in front, so windows
+may reach back across the clip boundary. A sample that fails to decode is logged and the next clip is used.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import io
 import json
 import logging
 import random
+import re
+import tarfile
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +27,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import webdataset as wds
-from webdataset.utils import make_seed, pytorch_worker_seed
 
 from mcdm_model.config import ModelConfig, TrainConfig
 from mcdm_model.motion import motion_tokens
 
 log = logging.getLogger(__name__)
 IMAGE_KEYS = ("ref", "archived", "present")
+NEEDED = ("mp4", "wav", "npz")
+MAX_BAD_IN_A_ROW = 50  # a run over shards of only bad samples stops with a clear error instead of spinning
+_KEY_EXT = re.compile(r"^((?:.*/|)[^./]+)[.]([^/]*)$")  # webdataset's rule: key = path up to the first dot
 
 
 def list_shards(root: str | Path) -> list[str]:
@@ -37,6 +45,42 @@ def list_shards(root: str | Path) -> list[str]:
     if not paths:
         raise FileNotFoundError(f"no .tar shards under {root}: run `python -m pipeline.build` first or check --shards")
     return [str(p) for p in paths]
+
+
+class ShardIndex:
+    """key -> {ext: (tar path, data offset, size)} over shards, from the tar headers; samples in shard order."""
+
+    def __init__(self, shards: str | Path | list[str]) -> None:
+        paths = shards if isinstance(shards, list) else list_shards(shards)
+        self.entries: dict[str, dict[str, tuple[str, int, int]]] = {}
+        for path in paths:
+            try:
+                with tarfile.open(path) as tf:
+                    for m in tf:
+                        hit = _KEY_EXT.match(m.name) if m.isfile() else None
+                        if hit:
+                            self.entries.setdefault(hit.group(1), {})[hit.group(2)] = (path, m.offset_data, m.size)
+            except (tarfile.TarError, OSError) as exc:
+                log.warning("skip shard %s: %s", path, exc)
+        self.keys = [k for k, v in self.entries.items() if all(e in v for e in NEEDED)]
+        if not self.keys:
+            names = [Path(p).name for p in paths]
+            more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+            raise RuntimeError(f"no usable sample (with {', '.join(NEEDED)}) in {len(paths)} shard(s): "
+                               f"{', '.join(names[:5])}{more} (empty, truncated or not a tar): rebuild them with "
+                               "`python -m pipeline.build` or check --shards")
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def read(self, key: str) -> dict:
+        """The raw sample {__key__, ext: bytes} (what webdataset would yield)."""
+        out: dict = {"__key__": key}
+        for ext, (path, off, size) in self.entries[key].items():
+            with open(path, "rb") as fh:
+                fh.seek(off)
+                out[ext] = fh.read(size)
+        return out
 
 
 def _decode_ffmpeg(data: bytes, size: int) -> np.ndarray:
@@ -81,8 +125,8 @@ def decode_wav(data: bytes, sample_rate: int) -> np.ndarray:
 
 
 def decode_clip(sample: dict, cfg: ModelConfig) -> dict:
-    """Raw webdataset sample -> {key, frames (N,S,S,3) uint8, audio (N*640,), motion (N,105), meta}."""
-    missing = [k for k in ("mp4", "wav", "npz") if k not in sample]
+    """Raw sample -> {key, frames (N,S,S,3) uint8, audio (N*640,), motion (N,105), meta, offset 0}."""
+    missing = [k for k in NEEDED if k not in sample]
     if missing:
         raise ValueError(f"sample {sample.get('__key__')} lacks {missing}")
     frames = decode_mp4(sample["mp4"], cfg.image_size)
@@ -93,21 +137,30 @@ def decode_clip(sample: dict, cfg: ModelConfig) -> dict:
     n = min(len(frames), len(motion), len(audio) // spf)
     meta = json.loads(sample["json"]) if "json" in sample else {}
     return {"key": sample["__key__"], "frames": frames[:n], "audio": audio[: n * spf], "motion": motion[:n],
-            "meta": meta}
+            "meta": meta, "offset": 0}
 
 
-def sample_windows(clip: dict, cfg: ModelConfig, rng: random.Random, k: int) -> list[dict]:
-    """k random windows of one decoded clip (empty if the clip is shorter than A + F frames)."""
-    a, f, spf = cfg.archived_frames, cfg.present_frames, cfg.samples_per_frame
-    fr, mo, n = clip["frames"], clip["motion"], len(clip["frames"])
-    if n < a + f:
-        log.warning("skip %s: %d frames < archived %d + present %d", clip["key"], n, a, f)
+def join_predecessor(prev: dict, clip: dict) -> dict:
+    """The predecessor clip of the same take in front of `clip`; `offset` = where `clip` starts."""
+    return {**clip, "frames": np.concatenate([prev["frames"], clip["frames"]]),
+            "audio": np.concatenate([prev["audio"], clip["audio"]]),
+            "motion": np.concatenate([prev["motion"], clip["motion"]]), "offset": len(prev["frames"])}
+
+
+def sample_windows(clip: dict, cfg: ModelConfig, rng: random.Random, k: int, chain: int = 1) -> list[dict]:
+    """k random windows (A archived + chain*F present frames) ending inside the clip proper (after `offset`);
+    empty if the clip is too short."""
+    a, f, spf = cfg.archived_frames, chain * cfg.present_frames, cfg.samples_per_frame
+    fr, mo, n, off = clip["frames"], clip["motion"], len(clip["frames"]), clip.get("offset", 0)
+    lo = max(a, off - f + 1)
+    if n - f < lo:
+        log.warning("skip %s: %d frames < archived %d + present %d", clip["key"], n - off, a, f)
         return []
     out = []
     for _ in range(k):
-        s, r = rng.randint(a, n - f), rng.randrange(n)
+        s, r = rng.randint(lo, n - f), rng.randrange(off, n)
         out.append({
-            "key": clip["key"], "start": s, "ref_index": r,
+            "key": clip["key"], "start": s - off, "ref_index": r - off,
             "ref": fr[r].transpose(2, 0, 1), "archived": fr[s - a : s].transpose(0, 3, 1, 2),
             "present": fr[s : s + f].transpose(0, 3, 1, 2), "audio": clip["audio"][s * spf : (s + f) * spf],
             "motion_ref": mo[r], "motion_archived": mo[s - a : s], "motion": mo[s : s + f],
@@ -115,98 +168,94 @@ def sample_windows(clip: dict, cfg: ModelConfig, rng: random.Random, k: int) -> 
     return out
 
 
-MAX_BAD_IN_A_ROW = 50  # an endless (resampled) stream of only bad samples would otherwise spin forever
+class WindowDataset(torch.utils.data.Dataset):
+    """Item (clip number, seed) -> the clip's windows; a bad clip is replaced by the next one, deterministically."""
 
+    def __init__(self, index: ShardIndex, cfg: ModelConfig, tcfg: TrainConfig) -> None:
+        self.index, self.cfg, self.tcfg = index, cfg, tcfg
 
-class _Windows:
-    """Pipeline stage: decode clips, draw windows, shuffle in a buffer; RNG seeded per rank/worker at iteration."""
+    def __len__(self) -> int:
+        return len(self.index)
 
-    def __init__(self, cfg: ModelConfig, tcfg: TrainConfig) -> None:
-        self.cfg, self.tcfg, self.epoch = cfg, tcfg, -1
+    def load(self, key: str) -> dict:
+        clip = decode_clip(self.index.read(key), self.cfg)
+        prev = clip["meta"].get("prev_key")
+        if prev and prev in self.index.entries:
+            clip = join_predecessor(decode_clip(self.index.read(prev), self.cfg), clip)
+        return clip
 
-    def __call__(self, src: Iterator[dict]) -> Iterator[dict]:
-        self.epoch += 1
-        rng = random.Random(make_seed(pytorch_worker_seed(), self.epoch, self.tcfg.seed))
-        buf: list[dict] = []
-        bad = 0
-        for sample in src:
+    def __getitem__(self, item: tuple[int, int]) -> list[dict]:
+        i, seed = item
+        for j in range(MAX_BAD_IN_A_ROW):
+            key = self.index.keys[(i + j) % len(self.index)]
             try:
-                wins = sample_windows(decode_clip(sample, self.cfg), self.cfg, rng, self.tcfg.windows_per_clip)
+                wins = sample_windows(self.load(key), self.cfg, random.Random(seed + j), self.tcfg.windows_per_clip,
+                                      self.tcfg.chain_clips)
             except Exception as exc:  # one bad sample never kills a run
-                log.warning("skip sample %s: %s", sample.get("__key__"), exc)
+                log.warning("skip sample %s: %s", key, exc)
                 wins = []
-            bad = 0 if wins else bad + 1
-            if bad >= MAX_BAD_IN_A_ROW:
-                raise RuntimeError(f"{bad} samples in a row gave no training window (undecodable or shorter than "
-                                   f"{self.cfg.archived_frames + self.cfg.present_frames} frames): check the shards")
-            buf.extend(wins)
-            while len(buf) > self.tcfg.shuffle_buffer:
-                yield buf.pop(rng.randrange(len(buf)))
-        rng.shuffle(buf)
-        yield from buf
+            if wins:
+                return wins
+        raise RuntimeError(f"{MAX_BAD_IN_A_ROW} samples in a row gave no training window (undecodable or shorter "
+                           "than archived + chain_clips * present frames): check the shards")
 
 
-class _ShardGuard:
-    """tarfile_to_samples one shard at a time, raising when the stream's shards yield no complete sample at all.
+def rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    import os
 
-    webdataset's warn_and_continue swallows tar-level errors (a 0-byte tar, a tar cut short), and resampled shards
-    then pick bad shards forever without a word: the guard raises, naming the shards, once every shard has been
-    tried without a complete sample (one with mp4, wav and npz; resampled: each of `n_urls`; a finite pass: at
-    its end)."""
-
-    def __init__(self, n_urls: int) -> None:
-        self.n_urls = n_urls
-
-    def __call__(self, src: Iterator[dict]) -> Iterator[dict]:
-        empty: set[str] = set()
-        total = 0
-        for shard in src:
-            n = 0
-            for sample in wds.tariterators.tarfile_samples(iter([shard]), handler=wds.warn_and_continue):
-                n += {"mp4", "wav", "npz"} <= sample.keys()
-                yield sample
-            total += n
-            if not n:
-                empty.add(str(shard.get("url")))
-            if not total and len(empty) >= self.n_urls:
-                self._fail(empty)
-        if not total and empty:
-            self._fail(empty)
-
-    @staticmethod
-    def _fail(empty: set[str]) -> None:
-        names = sorted(empty)
-        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
-        raise RuntimeError(f"no usable sample in {len(names)} shard(s): {', '.join(names[:5])}{more} (empty, "
-                           "truncated or not a tar): rebuild them with `python -m pipeline.build` or check --shards")
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def collate(items: list[dict]) -> dict:
-    out: dict = {"key": [it["key"] for it in items]}
-    for k in items[0]:
+class ClipSampler(torch.utils.data.Sampler):
+    """Batches of (clip, seed) items: per epoch a permutation of all clips (seeded), this rank's share of it;
+    `start` = batches to skip (resume) without touching any data; `epochs` = None for an endless stream."""
+
+    def __init__(self, n: int, per_batch: int, seed: int, start: int = 0, epochs: int | None = None) -> None:
+        self.n, self.per_batch, self.seed, self.start, self.epochs = n, per_batch, seed, start, epochs
+        self.rank, self.world = rank_world()
+
+    def _share(self, epoch: int) -> list[int]:
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch)).tolist()
+        return perm[self.rank :: self.world] or [perm[self.rank % self.n]]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        m = len(self._share(0))
+        pos = self.start * self.per_batch
+        epoch, off = divmod(pos, m)
+        batch: list[tuple[int, int]] = []
+        while self.epochs is None or epoch < self.epochs:
+            share = self._share(epoch)
+            for p in range(off, len(share)):
+                batch.append((share[p], hash((self.seed, self.rank, epoch, p)) & 0x7FFFFFFF))
+                if len(batch) == self.per_batch:
+                    yield batch
+                    batch = []
+            epoch, off = epoch + 1, 0
+        if batch:
+            yield batch
+
+
+def collate(items: list[list[dict]]) -> dict:
+    wins = [w for ws in items for w in ws]
+    out: dict = {"key": [w["key"] for w in wins]}
+    for k in wins[0]:
         if k != "key":
-            out[k] = torch.from_numpy(np.stack([np.asarray(it[k]) for it in items]))
+            out[k] = torch.from_numpy(np.stack([np.asarray(w[k]) for w in wins]))
     return out
 
 
-def make_dataset(shards: str | Path | list[str], cfg: ModelConfig, tcfg: TrainConfig,
-                 resampled: bool = True) -> wds.DataPipeline:
-    """Batched window stream (endless if resampled) over the shards."""
-    urls = shards if isinstance(shards, list) else list_shards(shards)
-    if resampled:
-        stages = [wds.ResampledShards(urls, seed=tcfg.seed, deterministic=True)]
-    else:
-        stages = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
-    stages += [_ShardGuard(len(urls)), _Windows(cfg, tcfg),
-               wds.batched(tcfg.batch_size, collation_fn=collate, partial=not resampled)]
-    return wds.DataPipeline(*stages)
-
-
-def make_loader(shards: str | Path | list[str], cfg: ModelConfig, tcfg: TrainConfig,
-                resampled: bool = True) -> torch.utils.data.DataLoader:
-    ds = make_dataset(shards, cfg, tcfg, resampled)
-    return torch.utils.data.DataLoader(ds, batch_size=None, num_workers=tcfg.num_workers,
-                                       persistent_workers=tcfg.num_workers > 0)
+def make_loader(shards: str | Path | list[str], cfg: ModelConfig, tcfg: TrainConfig, start: int = 0,
+                epochs: int | None = None, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """Batches of tcfg.batch_size windows (batch_size / windows_per_clip clips each), from batch `start` on."""
+    k = tcfg.windows_per_clip
+    if k < 1 or tcfg.batch_size % k:
+        raise ValueError(f"batch_size {tcfg.batch_size} must be a multiple of windows_per_clip {k}")
+    ds = WindowDataset(ShardIndex(shards), cfg, tcfg)
+    sampler = ClipSampler(len(ds), tcfg.batch_size // k, tcfg.seed, start, epochs)
+    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=tcfg.num_workers,
+                                       pin_memory=pin_memory, persistent_workers=tcfg.num_workers > 0)
 
 
 def to_model(batch: dict, device: torch.device | str, dtype: torch.dtype = torch.float32) -> dict:

@@ -1,35 +1,34 @@
-"""Stateless Gaussian diffusion: noise schedule, q_sample, MSE-on-noise loss and a DDIM sampler.
+"""Gaussian diffusion on diffusers' schedulers: training noise (q_sample, MSE on noise) and DDIM / DPM-Solver++.
 
-No parameters live here, so the same schedule serves the image denoiser (video latents) and the motion prior
-(motion tokens), and checkpoints never need to store it.
+The betas come from diffusers' DDPMScheduler (SD-1.5's "scaled_linear", or "squaredcos_cap_v2" for cosine), and
+sampling uses diffusers' DDIMScheduler or DPMSolverMultistepScheduler (algorithm "dpmsolver++") built from the same
+betas, so training and generation share one noise schedule. One schedule serves the image denoiser and the motion
+prior; nothing here has parameters, so checkpoints never store it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from torch import Tensor
+
+BETAS = {"linear": "scaled_linear", "cosine": "squaredcos_cap_v2"}
+SAMPLERS = ("ddim", "dpm++")
 
 
 class Schedule:
-    """DDPM betas (linear as in SD-1.5's scaled-linear, or cosine) and the derived cumulative alphas."""
+    """DDPM noise schedule (SD-1.5 scaled-linear or cosine) and its cumulative alphas."""
 
     def __init__(self, num_timesteps: int = 1000, kind: str = "linear") -> None:
-        self.num_timesteps = int(num_timesteps)
-        if kind == "linear":  # SD-1.5 "scaled_linear"
-            betas = torch.linspace(0.00085**0.5, 0.012**0.5, num_timesteps, dtype=torch.float64) ** 2
-        elif kind == "cosine":  # Nichol & Dhariwal 2021
-            s = 0.008
-            steps = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps
-            f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
-            betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
-        else:
-            raise ValueError(f"unknown schedule {kind!r} (linear | cosine)")
-        self.kind = kind
-        self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0).float()
+        if kind not in BETAS:
+            raise ValueError(f"unknown schedule {kind!r} ({' | '.join(BETAS)})")
+        self.num_timesteps, self.kind = int(num_timesteps), kind
+        self.config = dict(num_train_timesteps=self.num_timesteps, beta_schedule=BETAS[kind], beta_start=0.00085,
+                           beta_end=0.012, prediction_type="epsilon")
+        self.alphas_cumprod = DDPMScheduler(**self.config).alphas_cumprod.float()
 
     def _ab(self, t: Tensor, like: Tensor) -> Tensor:
         ab = self.alphas_cumprod.to(like.device)[t].to(like.dtype)
@@ -43,16 +42,19 @@ class Schedule:
     def sample_t(self, batch: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
         return torch.randint(0, self.num_timesteps, (batch,), device=device, generator=generator)
 
+    def sampler(self, kind: str = "ddim"):
+        """A fresh diffusers scheduler for sampling: DDIM (eta 0) or DPM-Solver++ (2nd order multistep)."""
+        if kind == "ddim":
+            return DDIMScheduler(**self.config, clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing")
+        if kind == "dpm++":
+            return DPMSolverMultistepScheduler(**self.config, algorithm_type="dpmsolver++", solver_order=2,
+                                               timestep_spacing="trailing", final_sigmas_type="zero")
+        raise ValueError(f"unknown sampler {kind!r} ({' | '.join(SAMPLERS)})")
 
-def noise_loss(
-    schedule: Schedule,
-    model: Callable[[Tensor, Tensor], Tensor],
-    x0: Tensor,
-    t: Tensor | None = None,
-    noise: Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """MSE between the true and the predicted noise; t/noise may be given for a fixed (evaluation) draw."""
+
+def noise_loss(schedule: Schedule, model: Callable[[Tensor, Tensor], Tensor], x0: Tensor, t: Tensor | None = None,
+               noise: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """MSE between the true and the predicted noise; t (one per item of x0) / noise may be fixed."""
     if t is None:
         t = schedule.sample_t(x0.shape[0], x0.device, generator)
     if noise is None:
@@ -62,29 +64,16 @@ def noise_loss(
 
 
 @torch.no_grad()
-def ddim_sample(
-    schedule: Schedule,
-    model: Callable[[Tensor, Tensor], Tensor],
-    shape: tuple[int, ...],
-    steps: int = 25,
-    eta: float = 0.0,
-    device: torch.device | str = "cpu",
-    generator: torch.Generator | None = None,
-    x_T: Tensor | None = None,
-) -> Tensor:
-    """DDIM (Song et al. 2021) from pure noise to x0 in `steps` steps; eta=0 is deterministic."""
+def sample(schedule: Schedule, model: Callable[[Tensor, Tensor], Tensor], shape: tuple[int, ...], steps: int = 25,
+           sampler: str = "ddim", device: torch.device | str = "cpu", generator: torch.Generator | None = None,
+           x_T: Tensor | None = None) -> Tensor:
+    """From noise to x0 in `steps` steps; `model(x, t)` predicts the noise, t is a (shape[0],) long tensor."""
     device = torch.device(device)
+    sch = schedule.sampler(sampler)
+    sch.set_timesteps(steps, device=device)
     x = torch.randn(shape, device=device, generator=generator) if x_T is None else x_T.to(device)
-    ts = torch.linspace(schedule.num_timesteps - 1, 0, steps, device=device).round().long()
-    ab_all = schedule.alphas_cumprod.to(device)
-    for i, t in enumerate(ts):
-        ab = ab_all[t]
-        ab_prev = ab_all[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, device=device)
-        eps = model(x, t.expand(shape[0])).float()
-        x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
-        sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).clamp(min=0).sqrt()
-        dir_xt = (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps
-        x = ab_prev.sqrt() * x0 + dir_xt
-        if eta > 0 and i + 1 < len(ts):
-            x = x + sigma * torch.randn(shape, device=device, generator=generator)
+    for t in sch.timesteps:
+        eps = model(x, t.expand(shape[0]).long()).float()
+        x = sch.step(eps, t, x, return_dict=False)[0]
     return x
+

@@ -2,11 +2,14 @@
 
     python -m mcdm_model.evaluate --shards out/shards --checkpoint runs/mcdm/last.pt --minutes 2 --out runs/eval
 
-For each held-out sample the model generates a long video clip by clip (carrying its memory) from the sample's
-first frame and audio; audio and ground truth are looped to the requested length (`--minutes` or `--clips`).
-Always computed: SSIM, PSNR, landmark distance, identity similarity to the reference, Sync-C/D style scores (and
-the pipeline's own sync scorer when importable); FID / FVD only when Inception / I3D weights sit in
-`<models_dir>/metrics/` (metrics.json says which ran). Writes metrics.json and drift.png (per-minute curves).
+For each held-out sample the model generates a video clip by clip (carrying its memory) from the sample's first
+frame and its own audio, as long as the sample's real footage (a long take when the dataset joins them), or
+`--minutes` / `--clips` if shorter. The ground truth is never looped: metrics that compare with it (SSIM, PSNR,
+landmark distance, FID / FVD) are scored only where it exists; with `--loop-audio` generation continues past it on
+repeated audio and only the metrics that need no ground truth (identity to the reference, face rate, LSE-C/D) are
+scored there. No face in a frame gives NaN landmarks / identity and lowers `face_rate`. FID / FVD run only when
+their weights sit in `<models_dir>/metrics/`, E-FID is not_run (metrics.json says which ran). Writes metrics.json
+and drift.png (per-minute curves).
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ import numpy as np
 from mcdm_model import metrics
 from mcdm_model.config import SIZES, default_models_dir
 from mcdm_model.data import decode_clip, list_shards
+from mcdm_model.diffusion import SAMPLERS
 from mcdm_model.generate import iter_clips, load_model
 from mcdm_model.metrics_drift import DRIFT_KEYS, drift_curve, drift_slope, plot_drift
-from mcdm_model.metrics_face import FaceAnalyzer
+from mcdm_model.metrics_face import FaceAnalyzer, face_rate
 from mcdm_model.metrics_fid import FrechetMetrics
 from mcdm_model.metrics_sync import SyncScorer
-from pipeline import media
+from mcdm_model.video_io import VideoSink
 
 log = logging.getLogger(__name__)
 
@@ -69,53 +73,62 @@ class SampleEvaluator:
         self.model, self.args, self.fm = model, args, fm
         # Detect on every frame: generated and ground-truth frames then get landmarks the same way (identical
         # frames give distance 0), at a cost small next to generation.
-        self.face = FaceAnalyzer(detect_every=1, id_stride=args.id_stride)
+        self.face = FaceAnalyzer(id_stride=args.id_stride, models_dir=args.models_dir)
         self.sync = SyncScorer(self.face, models_dir=args.models_dir)
 
     def __call__(self, clip: dict, total_frames: int) -> dict[str, Any]:
         a, cfg = self.args, self.model.cfg
-        gt, audio, spf = clip["frames"], clip["audio"], cfg.samples_per_frame
+        gt, spf = clip["frames"], cfg.samples_per_frame
         n_real = len(gt)
-        idx = np.arange(total_frames) % n_real  # ground truth and audio are looped to the requested length
-        audio_long = np.tile(audio[: n_real * spf], math.ceil(total_frames / n_real))[: total_frames * spf]
+        reps = math.ceil(total_frames / n_real) if a.loop_audio else 1
+        total_frames = total_frames if a.loop_audio else min(total_frames, n_real)
+        audio_long = np.tile(clip["audio"][: n_real * spf], reps)[: total_frames * spf]
         gt_big = _resize(gt, a.metric_size)
-        box = self.face.detect(gt_big[0])
-        gt_lm = self.face.landmarks(gt_big, fallback_box=box)
+        gt_lm = self.face.landmarks(gt_big)
         ref_emb = self.face.embedding(gt_big[0])
         f = cfg.present_frames  # bins hold whole clips: bin_s is rounded to a multiple of the clip length
         bin_frames = max(f, int(round(a.bin_s * cfg.fps / f)) * f)
-        clips, bins, buf, kept = [], [], {"gen": [], "lm": [], "rows": []}, []
+        clips, bins, buf = [], [], {"gen": [], "lm": [], "rows": []}
         t, t0 = 0, time.perf_counter()
-        gen = iter_clips(self.model, gt[0], audio_long, clip["motion"][0], a.steps, a.seed, progress=a.progress)
+        sink = VideoSink(Path(a.out) / "videos" / f"{clip['key']}.mp4", cfg.image_size, cfg.fps) if a.save_videos else None
+        gen = iter_clips(self.model, gt[0], audio_long, clip["motion"][0], a.steps, a.seed, progress=a.progress,
+                         guidance=a.guidance, sampler=a.sampler)
         for frames in gen:
-            ii = idx[t : t + len(frames)]
+            n = len(frames)
             big = _resize(frames, a.metric_size)
-            lm = self.face.landmarks(big, fallback_box=box)
-            ids = metrics.cosine(self.face.embeddings(big, lm), ref_emb) if ref_emb is not None else np.full(len(big), np.nan)
-            row = {"ssim": metrics.ssim_frames(frames, gt[ii]), "psnr": metrics.psnr_frames(frames, gt[ii]),
-                   "landmark_dist": metrics.landmark_distance(lm, gt_lm[ii]), "identity_sim": ids}
+            lm = self.face.landmarks(big)
+            ids = metrics.cosine(self.face.embeddings(big, lm), ref_emb) if ref_emb is not None else np.full(n, np.nan)
+            real = np.arange(t, t + n) < n_real  # ground truth exists here
+            ii = np.minimum(np.arange(t, t + n), n_real - 1)
+            nan = np.full(n, np.nan)
+            row = {"ssim": np.where(real, metrics.ssim_frames(frames, gt[ii]), nan),
+                   "psnr": np.where(real, metrics.psnr_frames(frames, gt[ii]), nan),
+                   "landmark_dist": np.where(real, metrics.landmark_distance(lm, gt_lm[ii]), nan),
+                   "identity_sim": ids, "face_rate": np.isfinite(lm.reshape(n, -1)).all(1).astype(float)}
             clips.append({"t_start_s": t / cfg.fps, **{k: metrics.nanmean(v) for k, v in row.items()}})
             buf["gen"].append(frames), buf["lm"].append(lm), buf["rows"].append(row)
-            if a.save_videos:
-                kept.append(frames)
-            t += len(frames)
+            if sink is not None:
+                sink.write(frames)
+            t += n
             if t % bin_frames == 0 or t >= total_frames:  # iter_clips yields f frames (the last may be shorter)
-                bins.append(self._close_bin(buf, idx[t - sum(map(len, buf["gen"])) : t], gt, audio_long, t, spf))
+                bins.append(self._close_bin(buf, gt, audio_long, t, spf, n_real))
                 buf = {"gen": [], "lm": [], "rows": []}
-        if kept:  # held in memory only with --save-videos
-            media.write_video(np.concatenate(kept), Path(a.out) / "videos" / f"{clip['key']}.mp4", cfg.fps, audio_long)
+        if sink is not None:
+            sink.close()
         out = {"key": clip["key"], "frames": total_frames, "real_frames": n_real, "bin_frames": bin_frames,
-               "clips": clips, "bins": bins,
+               "clips": clips, "bins": bins, "gt_face_rate": face_rate(gt_lm),
                "gen_seconds": time.perf_counter() - t0, "reference_face_found": ref_emb is not None}
         out |= _summary(bins, DRIFT_KEYS)
         return out
 
-    def _close_bin(self, buf: dict, ii: np.ndarray, gt: np.ndarray, audio: np.ndarray, t: int, spf: int) -> dict:
+    def _close_bin(self, buf: dict, gt: np.ndarray, audio: np.ndarray, t: int, spf: int, n_real: int) -> dict:
         gen = np.concatenate(buf["gen"])
         lm = np.concatenate(buf["lm"])
         start = t - len(gen)
         s = self.sync.score(_resize(gen, self.args.metric_size), audio[start * spf : t * spf], landmarks=lm)
-        self.fm.add(gen, gt[ii])
+        if start < n_real:  # Fréchet features only against real ground truth
+            k = min(t, n_real) - start
+            self.fm.add(gen[:k], gt[start : start + k])
         rows = {k: np.concatenate([r[k] for r in buf["rows"]]) for k in buf["rows"][0]}
         return {"t_start_s": start / self.model.cfg.fps, **{k: metrics.nanmean(v) for k, v in rows.items()}, **s}
 
@@ -130,12 +143,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     length.add_argument("--clips", type=int, help="generated length per sample in clips of present_frames")
     p.add_argument("--max-samples", type=int, default=8, help="held-out samples to evaluate (0 = all)")
     p.add_argument("--bin-s", type=float, default=60.0, help="drift curve bin length in seconds (default a minute)")
-    p.add_argument("--steps", type=int, default=25, help="DDIM steps per clip")
+    p.add_argument("--steps", type=int, default=25, help="sampler steps per clip")
+    p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS), help="ddim | dpm++ (DPM-Solver++)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--loop-audio", action="store_true", help="generate past the real footage on repeated audio "
+                   "(scored there only by identity, face rate and LSE-C/D; never against looped ground truth)")
     p.add_argument("--metric-size", type=int, default=256, help="frames are resized to this for face/sync metrics")
     p.add_argument("--id-stride", type=int, default=5, help="identity embedding on every n-th frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/eval", help="dir for metrics.json, drift.png (and videos/)")
-    p.add_argument("--save-videos", action="store_true", help="also write videos/<key>.mp4 (keeps frames in RAM)")
+    p.add_argument("--save-videos", action="store_true", help="also write videos/<key>.mp4 (streamed to ffmpeg)")
     p.add_argument("--models-dir", default=default_models_dir(), help="weights dir (metrics/ for FID, FVD)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -161,7 +178,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     curve = drift_curve(samples, a.bin_s)
     result = {
         "checkpoint": a.checkpoint or f"random init {a.size} (no checkpoint)",
-        "frames_per_sample": total, "seconds_per_sample": total / cfg.fps, "steps": a.steps,
+        "frames_requested": total, "frames_per_sample": [s["frames"] for s in samples],
+        "steps": a.steps, "sampler": a.sampler, "guidance": a.guidance, "face_model": ev.face.identity_model,
         "n_samples": len(samples), **fm.result(),
         "sync_scorer": ev.sync.name,
         "summary": _summary(samples, DRIFT_KEYS),
@@ -177,5 +195,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    media.require_ffmpeg()
     main()

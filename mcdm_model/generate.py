@@ -4,16 +4,16 @@
 
 Each clip of `present_frames` frames is conditioned on the reference image, the archived-clip prior (last frames
 of the previous clip) and the temporal-attention memory carried in a ClipMemory, so every clip costs the same
-however long the video gets. `--size MCDM-T` without a checkpoint runs a randomly initialised model (noise, but it
-exercises the whole path); it is loudly warned. The mp4 is muxed with the input audio by pipeline.media.write_video.
+however long the video gets. The audio is decoded as a stream and each clip's frames go straight into an ffmpeg
+process (video_io), so memory stays flat from one minute to ten. `--size MCDM-T` without a checkpoint runs a
+randomly initialised model (noise, but it exercises the whole path); it is loudly warned.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -22,9 +22,10 @@ import torch
 from tqdm import tqdm
 
 from mcdm_model.config import SIZES, model_config
+from mcdm_model.diffusion import SAMPLERS
 from mcdm_model.model import MCDM, ClipMemory
 from mcdm_model.motion import motion_tokens
-from pipeline import media
+from mcdm_model.video_io import VideoSink, audio_chunks
 
 log = logging.getLogger(__name__)
 
@@ -75,26 +76,40 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def iter_clips(model: MCDM, ref_image: np.ndarray, audio: np.ndarray, ref_motion: np.ndarray | None = None,
-               steps: int = 25, seed: int = 0, progress: bool = True) -> Iterator[np.ndarray]:
-    """Yield generated clips (F, S, S, 3) uint8 for 16 kHz `audio`; the last clip is cut to the audio's length."""
+def _clip_audio(audio: np.ndarray | Iterable[np.ndarray], n: int) -> Iterator[tuple[np.ndarray, int]]:
+    """(chunk of exactly n samples, real samples in it) from an array or a stream; the last is zero-padded."""
+    pieces = (audio[i : i + n] for i in range(0, len(audio), n)) if isinstance(audio, np.ndarray) else audio
+    buf = np.zeros(0, np.float32)
+    for piece in pieces:
+        buf = np.concatenate([buf, np.asarray(piece, np.float32)])
+        while len(buf) >= n:
+            yield buf[:n], n
+            buf = buf[n:]
+    if len(buf):
+        yield np.pad(buf, (0, n - len(buf))), len(buf)
+
+
+def iter_clips(model: MCDM, ref_image: np.ndarray, audio: np.ndarray | Iterable[np.ndarray],
+               ref_motion: np.ndarray | None = None, steps: int = 25, seed: int = 0, progress: bool = True,
+               guidance: float = 1.0, sampler: str = "ddim") -> Iterator[np.ndarray]:
+    """Yield generated clips (F, S, S, 3) uint8 for 16 kHz audio (an array, or chunks read as a stream); the
+    last clip is cut to the audio's whole frames. Nothing but the ClipMemory is carried from clip to clip."""
     cfg = model.cfg
     dev = next(model.parameters()).device
     spf, f = cfg.samples_per_frame, cfg.present_frames
-    n_frames = max(1, len(audio) // spf)
-    n_clips = math.ceil(n_frames / f)
-    padded = np.zeros(n_clips * f * spf, np.float32)
-    padded[: n_frames * spf] = audio[: n_frames * spf]
     img = cv2.resize(ref_image, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_AREA)
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(dev)
-    ref = model.encode_reference(x)
     rm = None if ref_motion is None else torch.from_numpy(np.asarray(ref_motion, np.float32))[None].to(dev)
+    ref = model.encode_reference(x, rm)
     gen = torch.Generator(device=dev).manual_seed(seed)
     memory: ClipMemory | None = None
-    for i in tqdm(range(n_clips), desc="clips", unit="clip", disable=not progress):
-        chunk = torch.from_numpy(padded[i * f * spf : (i + 1) * f * spf])[None].to(dev)
-        frames, memory = model.generate_clip(ref, None, chunk, memory, ref_motion=rm, steps=steps, generator=gen)
-        yield to_uint8(frames[0])[: n_frames - i * f]
+    for chunk, real in tqdm(_clip_audio(audio, f * spf), desc="clips", unit="clip", disable=not progress):
+        if real < spf:  # less than one frame of audio left
+            break
+        a = torch.from_numpy(chunk)[None].to(dev)
+        frames, memory = model.generate_clip(ref, None, a, memory, steps=steps, guidance=guidance, sampler=sampler,
+                                             generator=gen)
+        yield to_uint8(frames[0])[: real // spf]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -104,7 +119,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint", help="train.py checkpoint (EMA weights); without it a random model is used")
     p.add_argument("--size", default="MCDM-T", choices=list(SIZES), help="model size when no checkpoint is given")
     p.add_argument("--out", default="out.mp4", help="output mp4 (H.264 + AAC)")
-    p.add_argument("--steps", type=int, default=25, help="DDIM steps per clip")
+    p.add_argument("--steps", type=int, default=25, help="sampler steps per clip")
+    p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS), help="ddim | dpm++ (DPM-Solver++)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-seconds", type=float, default=0.0, help="use only the first N seconds of audio (0 = all)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -113,6 +130,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> Path:
+    """Generate the video clip by clip, streaming the audio in and the frames out to ffmpeg."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -120,17 +138,22 @@ def main(argv: list[str] | None = None) -> Path:
     if image is None:
         raise SystemExit(f"cannot read image {args.image}")
     image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    audio = media.read_audio(args.audio, 0.0, args.max_seconds or None, sr=16000)
-    if len(audio) < 640:
-        raise SystemExit(f"{args.audio}: no audio (need at least one 40 ms frame)")
     model = load_model(args.checkpoint, args.size, device, args.models_dir)
     from mcdm_model.metrics_face import FaceAnalyzer
 
     crop, lm = face_crop(image, model.cfg.image_size, face=FaceAnalyzer())
-    clips = list(iter_clips(model, crop, audio, reference_motion(lm), steps=args.steps, seed=args.seed))
-    frames = np.concatenate(clips)
-    media.write_video(frames, args.out, fps=model.cfg.fps, audio=audio[: len(frames) * model.cfg.samples_per_frame])
-    log.info("wrote %s: %d frames (%.1f s), %d clips", args.out, len(frames), len(frames) / model.cfg.fps, len(clips))
+    cfg = model.cfg
+    audio = audio_chunks(args.audio, cfg.present_frames * cfg.samples_per_frame, cfg.sample_rate, args.max_seconds)
+    n_clips = 0
+    with VideoSink(args.out, cfg.image_size, cfg.fps, args.audio, args.max_seconds) as sink:
+        for clip in iter_clips(model, crop, audio, reference_motion(lm), steps=args.steps, seed=args.seed,
+                               guidance=args.guidance, sampler=args.sampler):
+            sink.write(clip)
+            n_clips += 1
+        frames = sink.frames
+    if frames == 0:
+        raise SystemExit(f"{args.audio}: no audio (need at least one 40 ms frame)")
+    log.info("wrote %s: %d frames (%.1f s), %d clips", args.out, frames, frames / cfg.fps, n_clips)
     return Path(args.out)
 
 

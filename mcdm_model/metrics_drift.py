@@ -1,8 +1,8 @@
 """Drift over time for long generations: per-bin (default per-minute) metrics, averaged over samples, and a plot.
 
 Long-term generation fails by drifting: identity fades, landmarks wander, lips fall out of sync. Each sample's
-video is cut into bins of `bin_s` seconds; every bin gets identity similarity to the reference, landmark distance
-to the (looped) ground truth, Sync-C/D and SSIM/PSNR. `drift_curve` averages bins across samples and `plot_drift`
+video is cut into bins of `bin_s` seconds; every bin gets identity similarity to the reference, face rate, landmark
+distance to the ground truth (where it exists), LSE-C/D and SSIM/PSNR. `drift_curve` averages bins across samples and `plot_drift`
 draws one panel per metric (thin lines per sample, thick mean) to a PNG.
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-DRIFT_KEYS = ("identity_sim", "landmark_dist", "sync_c", "sync_d", "ssim", "psnr")
+DRIFT_KEYS = ("identity_sim", "face_rate", "landmark_dist", "lse_c", "lse_d", "ssim", "psnr")
 LABELS = {
     "identity_sim": "identity similarity to reference (cos, higher better)",
     "landmark_dist": "landmark distance / inter-ocular (lower better)",
-    "sync_c": "Sync-C style (higher better)",
+    "lse_c": "LSE-C at the best offset (higher better)",
 }
 
 
@@ -59,7 +59,7 @@ def plot_drift(samples: list[dict[str, Any]], curve: dict[str, Any], path: str |
     unit = 60.0 if curve["bin_s"] >= 60 else 1.0
     xlabel = "minute of generated video" if unit == 60.0 else "second of generated video"
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, key in zip(axes, ("identity_sim", "landmark_dist", "sync_c"), strict=True):
+    for ax, key in zip(axes, ("identity_sim", "landmark_dist", "lse_c"), strict=True):
         for s in samples:
             xs = [b.get("t_start_s", i * curve["bin_s"]) / unit for i, b in enumerate(s["bins"])]
             ys = [np.nan if b.get(key) is None else b[key] for b in s["bins"]]

@@ -1,19 +1,26 @@
-"""dlib face analysis for metrics: 68-point landmarks and 128-D identity embeddings, weights loaded by path.
+"""Face analysis for metrics: 68-point landmarks (dlib) and identity embeddings (ArcFace, else dlib's ResNet).
 
-The .dat files ship inside the face_recognition_models package; it is located with importlib (never imported: it
-needs pkg_resources). Detection (HOG) runs on a downscaled frame every `detect_every` frames and the box is reused
-in between, because talking-face crops hold one face that barely moves and detection is the slow part on CPU.
+A metric must be able to fail: landmarks are fitted only inside a box the detector found in *that* frame, never in
+a box borrowed from the ground truth or from another frame, so a frame without a face gives NaN landmarks and NaN
+identity, and `face_rate` reports how many frames had a face. Identity uses ArcFace (insightface's buffalo_l
+`w600k_r50.onnx`, run with onnxruntime on the standard 5-point 112² alignment) when the pack is at
+`<models_dir>/insightface/buffalo_l/`, else dlib's 128-D ResNet (face_recognition_models, loaded by path).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from pipeline.models.face_dlib import RESNET as RECOGNITION
 from pipeline.models.face_dlib import SHAPE_68 as LANDMARKS_68
 from pipeline.models.face_weights import dlib_model_path
+
+ARCFACE = Path("insightface") / "buffalo_l" / "w600k_r50.onnx"
+ARCFACE_DST = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
+                        [70.7299, 92.2041]], np.float32)  # insightface's 112² template (eyes, nose, mouth corners)
 
 
 def dlib_models_dir() -> Path:
@@ -27,56 +34,70 @@ def dlib_models_dir() -> Path:
     return d
 
 
-class FaceAnalyzer:
-    """Landmarks (N, 68, 2) and identity embeddings (N, 128) for RGB uint8 frames; NaN where no face."""
+def five_points(lm: np.ndarray) -> np.ndarray:
+    """iBUG-68 -> the 5 ArcFace points: eye centres, nose tip, mouth corners."""
+    return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]]).astype(np.float32)
 
-    def __init__(self, detect_every: int = 10, detect_width: int = 320, id_stride: int = 1) -> None:
+
+class ArcFace:
+    """insightface ArcFace ONNX (buffalo_l w600k_r50): aligned 112² RGB crop in [-1, 1] -> 512-D embedding."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.name = f"arcface ({path.name})"
+
+    def __call__(self, frame: np.ndarray, lm: np.ndarray) -> np.ndarray:
+        m, _ = cv2.estimateAffinePartial2D(five_points(lm), ARCFACE_DST, method=cv2.LMEDS)
+        crop = cv2.warpAffine(frame, m, (112, 112), borderValue=0.0).astype(np.float32)
+        blob = ((crop - 127.5) / 127.5).transpose(2, 0, 1)[None]
+        return self.session.run(None, {self.input: blob})[0][0].astype(np.float32)
+
+
+class FaceAnalyzer:
+    """Landmarks (N, 68, 2) and identity embeddings for RGB uint8 frames; NaN wherever no face was detected."""
+
+    def __init__(self, detect_width: int = 320, id_stride: int = 1, models_dir: str | Path | None = None) -> None:
         import dlib
 
         d = dlib_models_dir()
         self._dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(d / LANDMARKS_68))
-        self.encoder = dlib.face_recognition_model_v1(str(d / RECOGNITION))
-        self.detect_every, self.detect_width, self.id_stride = detect_every, detect_width, id_stride
+        self.detect_width, self.id_stride = detect_width, id_stride
+        arc = Path(models_dir).expanduser() / ARCFACE if models_dir else None
+        if arc is not None and arc.is_file():
+            self.arcface, self.identity_model = ArcFace(arc), f"arcface ({arc.name})"
+        else:
+            self.arcface, self.identity_model = None, "dlib resnet (dlib_face_recognition_resnet_model_v1)"
+            self.encoder = dlib.face_recognition_model_v1(str(d / RECOGNITION))
 
     def detect(self, frame: np.ndarray) -> tuple[int, int, int, int] | None:
         """Largest face box (l, t, r, b) in source px, detected on a frame scaled to `detect_width`."""
         h, w = frame.shape[:2]
         scale = min(1.0, self.detect_width / w)
-        small = frame
-        if scale < 1.0:
-            import cv2
-
-            small = cv2.resize(frame, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
+        small = frame if scale >= 1.0 else cv2.resize(frame, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
         rects = self.detector(np.ascontiguousarray(small), 1)
         if not rects:
             return None
         r = max(rects, key=lambda r: r.width() * r.height())
         return tuple(int(round(v / scale)) for v in (r.left(), r.top(), r.right(), r.bottom()))  # type: ignore[return-value]
 
-    def _shape(self, frame: np.ndarray, box: tuple[int, int, int, int]):
-        return self.predictor(np.ascontiguousarray(frame), self._dlib.rectangle(*box))
-
-    def landmarks(self, frames: np.ndarray, fallback_box: tuple[int, int, int, int] | None = None) -> np.ndarray:
-        """(N, 68, 2) float32 source px; a box is re-detected every `detect_every` frames and reused between.
-
-        `fallback_box` (e.g. the ground truth's face box) is used until a face is detected, so generated frames
-        the detector rejects still get landmarks to compare; without it such frames stay NaN."""
+    def landmarks(self, frames: np.ndarray) -> np.ndarray:
+        """(N, 68, 2) float32 source px, fitted in the box detected in each frame; NaN where none was found."""
         out = np.full((len(frames), 68, 2), np.nan, np.float32)
-        box = fallback_box
         for i, frame in enumerate(frames):
-            if box is None or i % self.detect_every == 0:
-                box = self.detect(frame) or box
-            if box is None:
-                continue
-            shape = self._shape(frame, box)
-            out[i] = [(p.x, p.y) for p in shape.parts()]
+            box = self.detect(frame)
+            if box is not None:
+                shape = self.predictor(np.ascontiguousarray(frame), self._dlib.rectangle(*box))
+                out[i] = [(p.x, p.y) for p in shape.parts()]
         return out
 
     def _embed(self, frame: np.ndarray, pts: np.ndarray) -> np.ndarray:
-        if not np.isfinite(pts).all():
-            return np.full(128, np.nan, np.float32)
+        if self.arcface is not None:
+            return self.arcface(frame, pts)
         x1, y1 = pts.min(0)
         x2, y2 = pts.max(0)
         rect = self._dlib.rectangle(int(x1), int(y1), int(x2), int(y2))
@@ -85,14 +106,22 @@ class FaceAnalyzer:
         return np.asarray(self.encoder.compute_face_descriptor(np.ascontiguousarray(frame), shape), np.float32)
 
     def embeddings(self, frames: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
-        """(N, 128) identity embeddings; only every `id_stride`-th frame is encoded (others NaN) to save time."""
+        """(N, D) identity embeddings of every `id_stride`-th frame with a face; other rows NaN."""
         lms = self.landmarks(frames) if landmarks is None else landmarks
-        out = np.full((len(frames), 128), np.nan, np.float32)
+        rows: list[np.ndarray | None] = [None] * len(frames)
         for i in range(0, len(frames), self.id_stride):
-            out[i] = self._embed(frames[i], lms[i])
-        return out
+            if np.isfinite(lms[i]).all():
+                rows[i] = self._embed(frames[i], lms[i])
+        dim = next((len(r) for r in rows if r is not None), 512 if self.arcface is not None else 128)
+        return np.stack([np.full(dim, np.nan, np.float32) if r is None else r for r in rows]) if rows else np.zeros((0, dim))
 
     def embedding(self, frame: np.ndarray) -> np.ndarray | None:
         """Embedding of one reference frame, None when no face is found."""
         emb = self.embeddings(frame[None])[0]
         return emb if np.isfinite(emb).all() else None
+
+
+def face_rate(landmarks: np.ndarray) -> float:
+    """Share of frames whose landmarks were found (0 for noise, 1 for a real face video)."""
+    lm = np.asarray(landmarks)
+    return float(np.isfinite(lm.reshape(len(lm), -1)).all(1).mean()) if len(lm) else float("nan")

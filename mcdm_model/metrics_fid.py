@@ -1,10 +1,10 @@
-"""FID and FVD, run only when their feature networks are in `<models_dir>/metrics/` (nothing downloads).
+"""FID, FVD and E-FID, run only when their feature networks are in `<models_dir>/metrics/` (nothing downloads).
 
-Accepted weights (upstream formats):
-- FID, Inception-v3 pool3 (2048-D): `inception-2015-12-05.pt` (NVlabs/StyleGAN TorchScript, called with
-  return_features=True on 0..255 images) or `inception_v3_google-0cc3c7bd.pth` (torchvision state dict).
-- FVD, I3D (400-class Kinetics, 400-D logits as in StyleGAN-V): `i3d_torchscript.pt` (TorchScript, called with
-  rescale=False, resize=False, return_features=True on (B, 3, T, 224, 224) videos in [-1, 1]).
+FID uses the maintained pytorch-fid package: its FID Inception-v3 (pool3, 2048-D; the TF-ported weights
+`pt_inception-2015-12-05-6726825d.pth` that pytorch-fid itself downloads) with its own resizing and [-1, 1]
+normalisation, and its `calculate_frechet_distance`. FVD: the StyleGAN-V I3D TorchScript `i3d_torchscript.pt`
+(400-D, called with rescale=False, resize=False, return_features=True on (B, 3, T, 224, 224) in [-1, 1]), with the
+same Fréchet distance. E-FID needs a 3DMM expression regressor (Deep3DFaceRecon), which is not offline: "not_run".
 When a file is missing the metric is recorded as "not_run" with the file name and where to put it.
 """
 
@@ -17,70 +17,43 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-INCEPTION_TS = "inception-2015-12-05.pt"
-INCEPTION_TV = "inception_v3_google-0cc3c7bd.pth"
+PYTORCH_FID = "pt_inception-2015-12-05-6726825d.pth"
 I3D_TS = "i3d_torchscript.pt"
+EFID_STATUS = "not_run: E-FID needs a 3DMM expression regressor (Deep3DFaceRecon + BFM), not available offline"
 Extractor = Callable[[np.ndarray], np.ndarray]
 
 
-def _trace_sqrt_product(a: np.ndarray, b: np.ndarray) -> float:
-    """tr sqrtm(S_a S_b) for the sample covariances of centred a (n, D), b (m, D), without a D x D sqrtm.
-
-    S_a S_b = A'A B'B / ((n-1)(m-1)) has the same non-zero eigenvalues as (A B')(A B')', so the trace of its
-    square root is the nuclear norm of A B' (an n x m matrix); with many samples the symmetric form
-    tr sqrtm(S_a^1/2 S_b S_a^1/2) is used instead (eigh only, no general sqrtm).
-    """
-    n, m, d = len(a), len(b), a.shape[1]
-    scale = np.sqrt((n - 1) * (m - 1))
-    if min(n, m) <= d:
-        return float(np.linalg.svd(a @ b.T, compute_uv=False).sum() / scale)
-    sa, sb = a.T @ a / (n - 1), b.T @ b / (m - 1)
-    w, v = np.linalg.eigh(sa)
-    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    ev = np.linalg.eigvalsh(root @ sb @ root)
-    return float(np.sqrt(np.clip(ev, 0, None)).sum())
-
-
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to feature sets a (N, D) and b (M, D), N, M >= 2."""
+    """Fréchet distance between Gaussians fitted to feature sets a (N, D) and b (M, D), N, M >= 2 (pytorch-fid)."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    mu1, mu2 = a.mean(0), b.mean(0)
-    ac, bc = a - mu1, b - mu2
-    tr1 = (ac * ac).sum() / (len(a) - 1)
-    tr2 = (bc * bc).sum() / (len(b) - 1)
-    return float(max(((mu1 - mu2) ** 2).sum() + tr1 + tr2 - 2 * _trace_sqrt_product(ac, bc), 0.0))
+    d = calculate_frechet_distance(a.mean(0), np.atleast_2d(np.cov(a, rowvar=False)), b.mean(0),
+                                   np.atleast_2d(np.cov(b, rowvar=False)))
+    return float(max(d, 0.0))
 
 
 def load_inception(models_dir: str | Path) -> tuple[Extractor, str]:
-    """Inception-v3 pool3 feature extractor from `<models_dir>/metrics/`, or FileNotFoundError saying what to add."""
-    d = Path(models_dir).expanduser() / "metrics"
-    if (d / INCEPTION_TS).is_file():
-        net = torch.jit.load(str(d / INCEPTION_TS), map_location="cpu").eval()
+    """pytorch-fid's FID Inception-v3 with weights from `<models_dir>/metrics/`, or FileNotFoundError."""
+    f = Path(models_dir).expanduser() / "metrics" / PYTORCH_FID
+    if not f.is_file():
+        raise FileNotFoundError(f"FID not run: put pytorch-fid's {PYTORCH_FID} in {f.parent}")
+    from pytorch_fid import inception as pfi
 
-        def ts(frames: np.ndarray) -> np.ndarray:
-            x = torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float()
-            with torch.no_grad():
-                return net(x, return_features=True).numpy()
+    state = torch.load(f, map_location="cpu", weights_only=True)
+    fetch = pfi.load_state_dict_from_url
+    pfi.load_state_dict_from_url = lambda *a, **k: state  # pytorch-fid would download it; hand it the local file
+    try:
+        net = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True, normalize_input=True).eval()
+    finally:
+        pfi.load_state_dict_from_url = fetch
 
-        return ts, f"inception torchscript ({INCEPTION_TS})"
-    if (d / INCEPTION_TV).is_file():
-        from torchvision.models import inception_v3
+    def feats(frames: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float() / 255.0
+        with torch.no_grad():
+            return net(x)[0].flatten(1).numpy()
 
-        net = inception_v3(weights=None, aux_logits=True, init_weights=False)
-        net.load_state_dict(torch.load(d / INCEPTION_TV, map_location="cpu", weights_only=True))
-        net.fc = torch.nn.Identity()
-        net.eval()
-        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-        def tv(frames: np.ndarray) -> np.ndarray:
-            x = torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float() / 255.0
-            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-            with torch.no_grad():
-                return net((x - mean) / std).numpy()
-
-        return tv, f"torchvision inception_v3 ({INCEPTION_TV})"
-    raise FileNotFoundError(f"FID not run: put {INCEPTION_TS} (NVlabs TorchScript) or {INCEPTION_TV} (torchvision) in {d}")
+    return feats, f"pytorch-fid InceptionV3 ({PYTORCH_FID})"
 
 
 def load_i3d(models_dir: str | Path) -> tuple[Extractor, str]:
@@ -136,4 +109,5 @@ class FrechetMetrics:
             g, r = np.concatenate(gen), np.concatenate(ref)
             out[key] = frechet_distance(g, r) if len(g) > 1 else None
             out[f"{key}_status"] = f"{self.status[key]} on {len(g)} samples"
+        out["efid"], out["efid_status"] = None, EFID_STATUS
         return out

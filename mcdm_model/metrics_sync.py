@@ -1,13 +1,14 @@
-"""Lip-sync metrics (Sync-C / Sync-D style) computed with the pipeline's own sync scorer.
+"""Lip-sync metrics LSE-C / LSE-D at the best offset, computed with the pipeline's own sync scorer.
 
 The scorer is whatever `pipeline.stages.sync.load_sync_scorer` picks: SyncNet when its weights are in
-`<models_dir>/syncnet/`, else the weight-free energy scorer (mouth-motion energy vs audio spectral flux). Its
-per-lag curve gives two views:
-- as generated (zero lag): `sync_c` = how much better lag 0 is than the median lag (SyncNet: median distance -
-  distance at 0, the LSE-C idea; energy: (r0 - median r) / std of r over lags, scale-free) and `sync_d`
-  (SyncNet: distance at lag 0, LSE-D; energy: 1 - r0). A shifted or foreign audio track lowers sync_c.
-- best lag: `sync_offset` (positive = audio lags video) and `sync_conf`, the scorer's own decision, exactly as the
-  pipeline's sync stage records it (the standard Sync-C is a confidence measured at the best lag).
+`<models_dir>/syncnet/`, else the weight-free energy scorer (mouth-motion energy vs audio spectral flux). From its
+per-lag curve (lags -search..search frames), as SyncNet's LSE-C/D are defined (Prajwal et al. 2020, syncnet_python):
+- SyncNet (mean embedding distance per lag): LSE-D = the minimum over lags, LSE-C = median - minimum;
+- energy (correlation per lag): LSE-D = 1 - maximum r; LSE-C = the scorer's own confidence at its best lag (a
+  z-score of the peak against shuffled audio): the raw max - median of r is not comparable across audio tracks
+  (it scales with the audio's own autocorrelation) and ranked a foreign voice above the true one on a real clip;
+`sync_offset` = the best lag (positive = audio lags video), `sync_conf` = the scorer's own confidence. A clip with a
+face in fewer than MIN_FACE_RATE of its frames gets None: lip sync is not measured where there is no mouth.
 Only the scorer's public interface is used (`name`, `curve(...)` -> offsets, values, offset, conf).
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+MIN_FACE_RATE = 0.5
 
 
 def load_pipeline_scorer(models_dir: str | None = None, search: int = 15) -> Any:
@@ -28,18 +31,21 @@ def load_pipeline_scorer(models_dir: str | None = None, search: int = 15) -> Any
     return load_sync_scorer(cfg)
 
 
-def zero_lag_scores(offsets: np.ndarray, values: np.ndarray, lower_is_better: bool) -> dict:
-    """sync_c / sync_d at lag 0 from a per-lag curve (correlations, or distances when lower_is_better)."""
+def lse_scores(offsets: np.ndarray, values: np.ndarray, lower_is_better: bool, conf: float | None = None) -> dict:
+    """LSE-C / LSE-D and the best lag from a per-lag curve (distances when lower_is_better, else correlations,
+    whose LSE-C is the scorer's `conf` when given, else (max - median) / std over lags)."""
     values = np.asarray(values, np.float64)
     ok = np.isfinite(values)
-    zero = np.flatnonzero(np.asarray(offsets) == 0)
-    if ok.sum() < 3 or not zero.size or not ok[zero[0]]:
-        return {"sync_c": None, "sync_d": None}
-    v0, med = float(values[zero[0]]), float(np.median(values[ok]))
-    if lower_is_better:  # SyncNet embedding distances
-        return {"sync_c": med - v0, "sync_d": v0}
+    if ok.sum() < 3:
+        return {"lse_c": None, "lse_d": None, "sync_offset": None}
+    med = float(np.median(values[ok]))
+    if lower_is_better:
+        i = int(np.nanargmin(np.where(ok, values, np.inf)))
+        return {"lse_c": med - float(values[i]), "lse_d": float(values[i]), "sync_offset": int(offsets[i])}
+    i = int(np.nanargmax(np.where(ok, values, -np.inf)))
     sd = float(np.std(values[ok]))
-    return {"sync_c": (v0 - med) / sd if sd > 1e-12 else 0.0, "sync_d": 1.0 - v0}
+    c = conf if conf is not None and np.isfinite(conf) else ((float(values[i]) - med) / sd if sd > 1e-12 else 0.0)
+    return {"lse_c": float(c), "lse_d": 1.0 - float(values[i]), "sync_offset": int(offsets[i])}
 
 
 class SyncScorer:
@@ -52,16 +58,26 @@ class SyncScorer:
         self.lower_is_better = self.name == "syncnet"
 
     def score(self, frames: np.ndarray, audio: np.ndarray, fps: float = 25.0, landmarks: np.ndarray | None = None) -> dict:
-        """{sync_c, sync_d, sync_offset, sync_conf, sync_scorer}; None values when the clip is too short."""
+        """{lse_c, lse_d, sync_offset, sync_conf, sync_scorer}; None values when the clip is too short or has
+        too few faces (landmarks (N, 68, 2) decide, detected here when not given)."""
+        from mcdm_model.metrics_face import face_rate
+
         if landmarks is None and self.face is not None:
             landmarks = self.face.landmarks(frames)
-        video: Any = frames if landmarks is None else {"frames": frames, "landmarks_crop": landmarks}
-        out: dict[str, Any] = {"sync_scorer": self.name}
+        out: dict[str, Any] = {"sync_scorer": self.name, "lse_c": None, "lse_d": None, "sync_offset": None,
+                               "sync_conf": None}
+        if landmarks is not None and not face_rate(landmarks) >= MIN_FACE_RATE:
+            return out | {"sync_error": f"face in {face_rate(landmarks):.0%} of frames (< {MIN_FACE_RATE:.0%})"}
+        lm = landmarks
+        if lm is not None and not np.isfinite(lm).all():  # fill frames without a face from the nearest with one
+            ok = np.flatnonzero(np.isfinite(lm.reshape(len(lm), -1)).all(1))
+            lm = lm[ok[np.abs(np.arange(len(lm))[:, None] - ok[None]).argmin(1)]]
+        video: Any = frames if lm is None else {"frames": frames, "landmarks_crop": lm}
         try:
             curve = self.scorer.curve(video, audio, fps=fps)
         except Exception as exc:  # a clip the scorer cannot measure is recorded, not fatal
-            return out | {"sync_c": None, "sync_d": None, "sync_offset": None, "sync_conf": None, "sync_error": str(exc)}
-        out |= zero_lag_scores(curve.offsets, curve.values, self.lower_is_better)
-        measured = np.isfinite(np.asarray(curve.values, np.float64)).sum() >= 3
-        out |= {"sync_offset": int(curve.offset) if measured else None, "sync_conf": float(curve.conf) if measured else None}
+            return out | {"sync_error": str(exc)}
+        out |= lse_scores(curve.offsets, curve.values, self.lower_is_better, None if self.lower_is_better else curve.conf)
+        if out["lse_c"] is not None:
+            out["sync_conf"] = float(curve.conf)
         return out

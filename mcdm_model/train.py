@@ -2,8 +2,10 @@
 
 Three stages as in the paper: (1) archived-clip prior + denoiser image path (+ the scratch VAE), (2) present-clip
 motion-prior diffusion (+ the mel audio encoder), (3) joint fine-tune of the present-clip cross-attention and the
-memory temporal attention. AdamW, EMA, checkpoints with exact resume, bf16 autocast on GPU, DDP when launched by
-torchrun (WORLD_SIZE set; gloo on CPU, nccl on GPU), TensorBoard logs in <out>/tb.
+memory temporal attention. AdamW, EMA, checkpoints with exact resume (the loader restarts at the saved batch,
+decoding nothing before it), bf16 autocast on GPU, gradient checkpointing, DDP when launched by torchrun
+(WORLD_SIZE set; gloo on CPU, nccl on GPU), TensorBoard logs in <out>/tb. Checkpoints hold the config and state
+dicts only (no machine paths): they load on any machine.
 """
 
 from __future__ import annotations
@@ -53,9 +55,14 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
     p.add_argument("--out", help="run dir: checkpoints last.pt / ckpt-*.pt, config.yaml, tb/ (default runs/mcdm)")
     p.add_argument("--resume", nargs="?", const="last", help="continue from <out>/last.pt (or the given "
                    "checkpoint): weights, EMA, optimizer, RNG and data position, so the result is identical")
+    p.add_argument("--init", help="start from this checkpoint's weights (EMA) with this run's own config: keys the "
+                   "new architecture lacks or adds are reported, e.g. an ablation fine-tuned from a shared base")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
     p.add_argument("--device", help="auto | cpu | cuda (under torchrun: cuda:LOCAL_RANK)")
-    p.add_argument("--num-workers", type=int, help="DataLoader workers per process (default 0)")
+    p.add_argument("--num-workers", type=int, help="DataLoader workers per process (default 2; 0 = in process)")
+    p.add_argument("--chain-clips", type=int, help="consecutive present clips per window (default 2): stage 3 "
+                   "builds the last clip's memory over the earlier ones, as generation does")
+    p.add_argument("--grad-checkpoint", action="store_true", help="gradient checkpointing in the UNet (memory)")
     p.add_argument("--seed", type=int, help="seed for init, data windows and diffusion noise (default 0)")
     p.add_argument("--log-every", type=int, help="steps between log lines / TensorBoard points (default 10)")
     p.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default 500; always at stage end)")
@@ -69,7 +76,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
         load_yaml(args.config, mc, tcfg)
         args.model_overrides = {k: v for k, v in to_dict(mc).items() if v != to_dict(model_config(args.size))[k]}
     for name in ("shards", "stage", "steps", "batch_size", "lr", "out", "bf16", "device", "num_workers", "seed",
-                 "log_every", "ckpt_every"):
+                 "log_every", "ckpt_every", "chain_clips", "grad_checkpoint"):
         v = getattr(args, name)
         if v is not None and v is not False:
             setattr(tcfg, name, str(v) if name == "stage" else v)
@@ -108,8 +115,19 @@ def main(argv: list[str] | None = None) -> dict:
         resume = checkpoint.load(out / "last.pt" if args.resume == "last" else args.resume)
     mcfg = model_config(args.size, **args.model_overrides)
     torch.manual_seed(tcfg.seed)
-    model = MCDM(mcfg).to(device)
+    if resume is not None:  # the architecture the checkpoint recorded, no models dir needed
+        model = MCDM.from_config(resume["model_config"]).to(device)
+    else:
+        model = MCDM(mcfg).to(device)
     mcfg = model.cfg  # with the pretrained parts that were actually found
+    if args.init and resume is None:
+        init = checkpoint.load(args.init)
+        missing, unexpected = model.load_state_dict(init["ema"] or init["model"], strict=False)
+        log.info("init from %s: %d keys kept as initialised, %d unused", args.init, len(missing), len(unexpected))
+    if tcfg.grad_checkpoint:
+        model.denoiser.unet.enable_gradient_checkpointing()
+    log.info("MCDM %s: %.2f M parameters (UNet %.2f M)", args.size, sum(p.numel() for p in model.parameters()) / 1e6,
+             sum(p.numel() for p in model.denoiser.parameters()) / 1e6)
     ema = checkpoint.EMA(model, tcfg.ema_decay)
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -117,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     writer = None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump({"model": to_dict(mcfg), "train": to_dict(tcfg),
+        (out / "config.yaml").write_text(yaml.safe_dump({"model": to_dict(mcfg, portable=True), "train": to_dict(tcfg),
                                                          "size": args.size}, sort_keys=False))
         from torch.utils.tensorboard import SummaryWriter
 
@@ -163,9 +181,7 @@ def run_stage(model: MCDM, ema: checkpoint.EMA, stage: str, first: int, tcfg: Tr
         ddp_kw = {"device_ids": [device.index]} if device.type == "cuda" else {}
         net = nn.parallel.DistributedDataParallel(net, find_unused_parameters=True, **ddp_kw)
     data_cfg = TrainConfig(**{**vars(tcfg), "seed": tcfg.seed + 1000 * int(stage)})
-    batches = iter(make_loader(tcfg.shards, mcfg, data_cfg))
-    for _ in range(first):  # fast-forward the (deterministic) stream to where the checkpoint left it
-        next(batches)
+    batches = iter(make_loader(tcfg.shards, mcfg, data_cfg, start=first, pin_memory=device.type == "cuda"))
     t0, clips = time.perf_counter(), 0
     step = first
     for step in range(first + 1, tcfg.steps + 1):
@@ -189,7 +205,7 @@ def run_stage(model: MCDM, ema: checkpoint.EMA, stage: str, first: int, tcfg: Tr
         if rank == 0 and (step % tcfg.ckpt_every == 0 or step == tcfg.steps):
             payload = {"model": model.state_dict(), "ema": ema.state_dict(model), "optimizer": opt.state_dict(),
                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "stage": stage, "stage_step": step, "size": size,
-                       "model_config": to_dict(mcfg), "train_config": to_dict(tcfg)}
+                       "model_config": to_dict(mcfg, portable=True), "train_config": to_dict(tcfg), "data_batch": step}
             checkpoint.save(Path(tcfg.out) / "last.pt", payload)
             if step % tcfg.ckpt_every == 0:
                 checkpoint.save(Path(tcfg.out) / f"ckpt-s{stage}-{step:07d}.pt", payload)

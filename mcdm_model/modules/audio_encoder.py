@@ -71,15 +71,27 @@ class MelConvEncoder(nn.Module):
 class Wav2Vec2Encoder(nn.Module):
     """Frozen wav2vec2 (50 Hz) resampled to the video frame rate and projected to audio_dim."""
 
-    def __init__(self, cfg: ModelConfig, path: Path) -> None:
+    def __init__(self, cfg: ModelConfig, path: Path | None = None, config: dict | None = None) -> None:
         super().__init__()
         try:
-            from transformers import Wav2Vec2Model
+            from transformers import Wav2Vec2Config, Wav2Vec2Model
         except ImportError as exc:
             raise ImportError(f"{path} holds wav2vec2 weights but `transformers` is not installed: "
                               "pip install transformers (or remove the dir to use the log-mel encoder)") from exc
-        self.w2v = Wav2Vec2Model.from_pretrained(str(path), local_files_only=True).requires_grad_(False).eval()
+        if path is not None:
+            self.w2v = Wav2Vec2Model.from_pretrained(str(path), local_files_only=True)
+        else:  # rebuilt from a checkpoint's config; the weights come from its state dict
+            self.w2v = Wav2Vec2Model(Wav2Vec2Config(**config))
+        self.w2v.requires_grad_(False).eval()
         self.proj = nn.Linear(self.w2v.config.hidden_size, cfg.audio_dim)
+
+    def config_dict(self) -> dict:
+        return self.w2v.config.to_dict()
+
+    def train(self, mode: bool = True) -> Wav2Vec2Encoder:
+        super().train(mode)
+        self.w2v.eval()  # frozen
+        return self
 
     def forward(self, wav: Tensor, frames: int) -> Tensor:
         wav = (wav - wav.mean(-1, keepdim=True)) / (wav.std(-1, keepdim=True) + 1e-5)
@@ -96,9 +108,12 @@ def _fit_frames(x: Tensor, frames: int) -> Tensor:
     return F.pad(x, (0, 0, 0, frames - x.shape[1]), mode="replicate" if x.shape[1] else "constant")
 
 
-def build_audio_encoder(cfg: ModelConfig) -> nn.Module:
-    """wav2vec2 when <models_dir>/<cfg.wav2vec2>/config.json exists, else the log-mel conv encoder."""
-    if cfg.wav2vec2:
+def build_audio_encoder(cfg: ModelConfig, pretrained: bool = True) -> nn.Module:
+    """wav2vec2 from cfg.wav2vec2_config (checkpoint) or when <models_dir>/<cfg.wav2vec2>/config.json exists,
+    else the log-mel conv encoder."""
+    if cfg.wav2vec2_config:
+        return Wav2Vec2Encoder(cfg, config=cfg.wav2vec2_config)
+    if pretrained and cfg.wav2vec2:
         d = Path(cfg.wav2vec2)
         d = d if d.is_absolute() else Path(cfg.models_dir).expanduser() / d
         if d.exists():

@@ -42,15 +42,18 @@ def find_pretrained_vae(cfg: ModelConfig) -> Path | None:
 class VAE(nn.Module):
     """Wraps AutoencoderKL with scaling; `pretrained` says whether weights were loaded (then frozen)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, pretrained: bool = True) -> None:
         super().__init__()
-        path = find_pretrained_vae(cfg)
-        if path is not None:
+        path = find_pretrained_vae(cfg) if pretrained and not cfg.vae_config else None
+        if cfg.vae_config:  # a pretrained VAE recorded in a checkpoint: same architecture, weights from its state
+            self.ae = AutoencoderKL.from_config(dict(cfg.vae_config))
+        elif path is not None:
             self.ae = AutoencoderKL.from_pretrained(str(path), local_files_only=True)
+            log.info("VAE: loaded %s (scale %.5f)", path, float(self.ae.config.scaling_factor))
+        if cfg.vae_config or path is not None:
             self.scale = float(self.ae.config.scaling_factor)
             self.pretrained = True
             self.ae.requires_grad_(False)
-            log.info("VAE: loaded %s (scale %.5f)", path, self.scale)
         else:
             n = len(cfg.vae_channels)
             self.ae = AutoencoderKL(
@@ -63,6 +66,10 @@ class VAE(nn.Module):
             self.pretrained = False
         if self.ae.config.latent_channels != cfg.latent_channels:
             raise ValueError(f"VAE has {self.ae.config.latent_channels} latent channels, config says {cfg.latent_channels}")
+
+    def config_dict(self) -> dict | None:
+        """The AutoencoderKL config when pretrained (recorded in checkpoints), else None."""
+        return {k: v for k, v in dict(self.ae.config).items() if not k.startswith("_")} if self.pretrained else None
 
     def encode(self, x: Tensor, sample: bool = False) -> Tensor:
         """(N, 3, H, W) in [-1, 1] -> scaled latents (N, C, H/f, W/f); the posterior mode unless `sample`."""

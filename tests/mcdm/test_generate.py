@@ -60,6 +60,9 @@ def test_iter_clips_length_determinism_and_constant_state(tiny_model, shared_med
 
     # The state carried between clips has the same size after 2 clips as after 12: constant memory.
     cfg = tiny_model.cfg
+    chunks = [audio[i : i + 999] for i in range(0, len(audio), 999)]  # a stream of odd-sized chunks: same video
+    streamed = list(generate.iter_clips(tiny_model, ref, iter(chunks), steps=2, seed=3, progress=False))
+    np.testing.assert_array_equal(np.concatenate(streamed), np.concatenate(clips))
     ref_t = tiny_model.encode_reference(torch.from_numpy(ref).permute(2, 0, 1)[None].float() / 127.5 - 1)
     mem, sizes = None, []
     for _ in range(12):
@@ -70,7 +73,11 @@ def test_iter_clips_length_determinism_and_constant_state(tiny_model, shared_med
     assert sizes[1] == sizes[-1] > 0
 
 
-def test_cli_writes_mp4_with_audio(tmp_path, shared_media, no_models_dir_module):
+def test_cli_writes_mp4_with_audio(tmp_path, shared_media, no_models_dir_module, monkeypatch):
+    """The CLI streams: audio is read in clip-sized chunks and frames go to ffmpeg clip by clip (no clip list)."""
+    writes = []
+    real_write = generate.VideoSink.write
+    monkeypatch.setattr(generate.VideoSink, "write", lambda self, fr: writes.append(len(fr)) or real_write(self, fr))
     out = tmp_path / "talk.mp4"
     generate.main([
         "--image", str(shared_media / PORTRAIT), "--audio", str(shared_media / SPEECH), "--out", str(out),
@@ -80,5 +87,5 @@ def test_cli_writes_mp4_with_audio(tmp_path, shared_media, no_models_dir_module)
     assert info["has_video"] and info["has_audio"]
     assert info["width"] == info["height"] == 64
     frames = media.read_frames(out)
-    assert len(frames) == 25
+    assert len(frames) == 25 and writes == [4] * 6 + [1]
     assert abs(info["duration_s"] - 1.0) < 0.15

@@ -1,4 +1,4 @@
-"""MCDM modules: VAE loading, audio encoder, archived prior, motion-prior causality, denoiser memory, DDIM."""
+"""MCDM modules: VAE loading, audio encoder, archived prior, motion-prior causality, UNet processors, samplers."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import torch
 from diffusers import AutoencoderKL
 
 from mcdm_model.config import SIZES, model_config
-from mcdm_model.diffusion import Schedule, ddim_sample, noise_loss
+from mcdm_model.diffusion import Schedule, noise_loss, sample
 from mcdm_model.model import MCDM
 from mcdm_model.modules.archived_prior import ArchivedClipPrior
 from mcdm_model.modules.audio_encoder import build_audio_encoder
 from mcdm_model.modules.denoiser import Denoiser
+from mcdm_model.modules.mcdm_attention import MCDMContext
 from mcdm_model.modules.motion_diffusion import MotionPriorDiffusion
 from mcdm_model.modules.vae import VAE
 from pipeline.media import read_audio
@@ -142,30 +143,85 @@ def test_motion_prior_is_causal_over_frames() -> None:
     assert (out3[:, 3] - out[:, 3]).abs().max() > 1e-4  # FiLM brings the frame's audio in
 
 
-def test_denoiser_temporal_memory_and_causality() -> None:
-    cfg = model_config("MCDM-T")
+def test_denoiser_temporal_memory_and_causality(no_models_dir: str) -> None:
+    cfg = model_config("MCDM-T", models_dir=no_models_dir)
     den = Denoiser(cfg).eval()
     _randomize(den)
     f = cfg.present_frames
     x, ref = torch.randn(f, 4, 8, 8), torch.randn(f, 4, 8, 8)
     t, arch, mot = torch.full((f,), 300), torch.randn(1, 12, cfg.token_dim), torch.randn(f, 4, cfg.token_dim)
-    out, mems = den(x, t, ref, arch, mot, f, None, True)
-    assert len(mems) == sum(cfg.unet_attn) * 2 + 1 and all(m is not None for m in mems)
+    rtok = torch.randn(1, 5, cfg.cross_attention_dim)
+
+    def run(xx, mem=None, temporal=True):
+        ctx = MCDMContext(frames=f, archived=arch, motion=mot if temporal else None, temporal=temporal, memory_in=mem)
+        out = den(xx, t, ref, rtok, ctx)
+        return out, [ctx.memory_out.get(i) for i in range(den.n_memories)]
+
+    out, mems = run(x)
+    assert len(mems) == den.n_memories == 7 and all(m is not None for m in mems)  # 2 down, 1 mid, 2x2 up blocks
     assert mems[0].shape == (1, 64, cfg.unet_channels[0])
     x2 = x.clone()
     x2[3] += 1.0
-    out2, _ = den(x2, t, ref, arch, mot, f, None, True)
+    out2, _ = run(x2)
     torch.testing.assert_close(out2[:3], out[:3])  # frame 3 never leaks into earlier frames
-    out_mem, mems2 = den(x, t, ref, arch, mot, f, mems, True)
+    out_mem, mems2 = run(x, mems)
     assert (out_mem - out).abs().max() > 1e-4  # memory of earlier clips changes the present
     assert [m.shape for m in mems2] == [m.shape for m in mems]  # constant-size state
-    off, none = den(x, t, ref, arch, mot, f, mems, False)
-    torch.testing.assert_close(off, den(x, t, ref, arch, mot, f, None, False)[0])
+    off, none = run(x, mems, temporal=False)
+    torch.testing.assert_close(off, run(x, None, temporal=False)[0])
     assert none == [None] * len(mems)
 
 
-@pytest.mark.parametrize("kind", ["linear", "cosine"])
-def test_schedule_and_ddim_recover_x0_with_oracle(kind: str) -> None:
+def test_extra_attentions_start_at_zero_and_unet_is_diffusers(no_models_dir: str) -> None:
+    """With its zero inits, the MCDM UNet computes exactly what the plain diffusers UNet (default processors,
+    reference half of conv_in unused) computes: SD-1.5 weights start out behaving as SD-1.5."""
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    cfg = model_config("MCDM-T", models_dir=no_models_dir)
+    torch.manual_seed(0)
+    den = Denoiser(cfg).eval()
+    assert isinstance(den.unet, UNet2DConditionModel)
+    f = cfg.present_frames
+    x, t = torch.randn(f, 4, 8, 8), torch.full((f,), 500)
+    rtok = torch.randn(1, 7, cfg.cross_attention_dim)
+    ctx = MCDMContext(frames=f, archived=torch.randn(1, 12, cfg.token_dim), motion=torch.randn(f, 4, cfg.token_dim),
+                      temporal=True)
+    with torch.no_grad():
+        den.unet.conv_in.weight[:, 4:] = 0  # what loading SD-1.5 does to the reference half
+        ours = den(x, t, torch.randn(f, 4, 8, 8), rtok, ctx)
+        den.unet.set_attn_processor(AttnProcessor2_0())
+        plain = den.unet(torch.cat([x, torch.zeros_like(x)], 1), t, encoder_hidden_states=rtok.expand(f, -1, -1)).sample
+    torch.testing.assert_close(ours, plain, atol=1e-5, rtol=1e-4)
+
+
+def test_archived_kv_projected_once_per_clip(no_models_dir: str) -> None:
+    """Archived / reference tokens are projected to K/V once per sample (not per frame) and reused across all the
+    sampler's steps of a clip; the result equals attending with the tokens repeated per frame."""
+    torch.manual_seed(0)
+    cfg = model_config("MCDM-T", models_dir=no_models_dir)
+    model = MCDM(cfg).eval()
+    _randomize(model.denoiser)
+    calls: list[int] = []
+    hook = model.denoiser.crosses[0].to_k_arch.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    ref = model.encode_reference(torch.rand(1, 3, 64, 64) * 2 - 1)
+    model.generate_clip(ref, None, torch.randn(1, cfg.present_frames * 640) * 0.1, steps=4)
+    hook.remove()
+    assert calls == [1, 1]  # 4 sampler steps + the memory pass: one projection per context, batch B=1 not B*F
+    proc, attn = model.denoiser.crosses[0], None
+    for name, mod in model.denoiser.unet.named_modules():
+        if name.endswith("transformer_blocks.0.attn2"):
+            attn = mod
+            break
+    f, q = cfg.present_frames, torch.randn(cfg.present_frames, 64, cfg.unet_channels[0])
+    arch, rtok = torch.randn(1, 12, cfg.token_dim), torch.randn(1, 5, cfg.cross_attention_dim)
+    once = proc(attn, q, rtok, mcdm=MCDMContext(frames=f, archived=arch))
+    per_frame = proc(attn, q, rtok.expand(f, -1, -1), mcdm=MCDMContext(frames=1, archived=arch.expand(f, -1, -1)))
+    torch.testing.assert_close(once, per_frame, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("kind", "sampler"), [("linear", "ddim"), ("cosine", "ddim"), ("linear", "dpm++")])
+def test_schedule_and_samplers_recover_x0_with_oracle(kind: str, sampler: str) -> None:
     sch = Schedule(1000, kind)
     ab = sch.alphas_cumprod
     assert (ab[1:] < ab[:-1]).all() and ab[0] > 0.99 and ab[-1] < 0.01
@@ -180,9 +236,11 @@ def test_schedule_and_ddim_recover_x0_with_oracle(kind: str) -> None:
         a = sch.alphas_cumprod[t].view(-1, 1)
         return (x - a.sqrt() * x0) / (1 - a).sqrt()
 
-    torch.testing.assert_close(ddim_sample(sch, oracle, (3, 5), steps=10), x0, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(sample(sch, oracle, (3, 5), steps=10, sampler=sampler), x0, atol=1e-3, rtol=1e-3)
     assert float(noise_loss(sch, oracle, x0)) < 1e-8
     assert float(noise_loss(sch, lambda x, t: torch.zeros_like(x), x0)) > 0.5
+    with pytest.raises(ValueError, match="unknown sampler"):
+        sch.sampler("euler")
 
 
 def test_generate_clip_carries_constant_memory(no_models_dir: str) -> None:
@@ -192,6 +250,8 @@ def test_generate_clip_carries_constant_memory(no_models_dir: str) -> None:
     ref = model.encode_reference(torch.rand(1, 3, 64, 64) * 2 - 1)
     audio = torch.randn(1, 5 * 640) * 0.1
     frames, mem = model.generate_clip(ref, None, audio, steps=2)
+    g_frames, _ = model.generate_clip(ref, None, audio, steps=2, guidance=3.0, sampler="dpm++")
+    assert g_frames.shape == frames.shape and torch.isfinite(g_frames).all()
     assert frames.shape == (1, 5, 3, 64, 64) and frames.abs().max() <= 1.0
     assert mem.archived.shape == (1, cfg.archived_frames, 4, 8, 8) and mem.motion.shape == (1, 2, 105)
     shapes = [m.shape for m in mem.temporal]
@@ -201,6 +261,8 @@ def test_generate_clip_carries_constant_memory(no_models_dir: str) -> None:
 
 
 def test_size_registry_builds_paper_widths() -> None:
+    from mcdm_model.params import count
+
     b = model_config("MCDM-B")
     assert b.image_size == 512 and b.latent_size == 64 and tuple(b.unet_channels[:3]) == (320, 640, 1280)
     assert set(SIZES) == {"MCDM-T", "MCDM-S", "MCDM-B"}
@@ -209,7 +271,8 @@ def test_size_registry_builds_paper_widths() -> None:
     with pytest.raises(ValueError, match="unknown setting"):
         model_config("MCDM-T", image_sise=32)
     assert np.isclose(b.temporal_alpha, 0.1)
-    with torch.device("meta"):  # paper-like size: built without allocating memory
-        big = MCDM(model_config("MCDM-B", models_dir="/nonexistent"))
-    assert sum(p.numel() for p in big.denoiser.parameters()) > 300e6
-    assert big.denoiser.chs == [320, 640, 1280, 1280]
+    big = count("MCDM-B")  # built on the meta device: no memory
+    # diffusers' UNet2DConditionModel with the SD-1.5 config has 859,520,964 parameters; ours adds the reference
+    # half of conv_in (320 x 4 x 3 x 3); MCDM's attentions are separate processors
+    assert big["unet (diffusers)"] == 859_520_964 + 320 * 4 * 9
+    assert big["mcdm attention processors"] > 0
