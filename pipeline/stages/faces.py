@@ -22,6 +22,7 @@ from ..media import MediaError
 from ..models.face_detectors import Detections
 from ..models.face_models import load_face_models
 from ..record import Row, drop, make_key
+from ..takes import take_windows
 from ..track import (
     IouTracker,
     Track,
@@ -107,14 +108,9 @@ class FaceTrack(Stage):
             reason = "no_face" if any_face < 0.5 else "track_broken"
             row["face_coverage"] = max((len(t.frames) for t in tracks), default=0) / len(samples)
             return drop(row, reason, self.name, f"face in {any_face:.0%} of sampled frames, longest track too short")
-        rows = []
-        for j, (track, a, b) in enumerate(segs):
-            r = dict(row)
-            if len(segs) > 1 or (a, b) != (0, n):
-                r["start_s"], r["end_s"] = start + a / fps, start + b / fps
-                r["key"] = self._track_key(row, j)
-            rows.append(self.gate(r, track, a, b, samples, dets))
-        todo = [(r, s) for r, s in zip(rows, segs, strict=True) if r["status"] == "ok"]
+        wins = take_windows(row, segs, n, fps, self.cfg.shots.max_clip_s, lambda j: self._track_key(row, j))
+        rows = [self.gate(r, *seg, samples, dets) for r, seg in wins]  # one row per window of each take
+        todo = [(r, seg) for r, seg in wins if r["status"] == "ok"]
         if todo:
             self.render(row, todo, start, n, fps)
         return rows if len(rows) > 1 else rows[0]
@@ -188,7 +184,7 @@ class SegmentRenderer:
         self.det_score = np.interp(np.arange(self.a, self.b), track.frames, track.scores).astype(np.float32)
         self.crop_path = work / f"{row['key']}_crop.mp4"
         self.track_path = work / f"{row['key']}_track.npz"
-        self.writer = CropWriter(self.crop_path, self.size, fps)
+        self.writer: CropWriter | None = None  # opened at the window's first frame: a long take has many windows
 
     def feed(self, i: int, frame: np.ndarray) -> None:
         if not self.a <= i < self.b:
@@ -202,19 +198,25 @@ class SegmentRenderer:
         self.mouth[k] = mouth_open(lm)
         if i in self.id_frames:
             self.embs.append(models.embedder.embed(frame, lm))
+        if self.writer is None:
+            self.writer = CropWriter(self.crop_path, self.size, self.fps)
         self.writer.write(crop_frame(frame, self.windows[k], self.size))
+        if i == self.b - 1:
+            self.writer.close()  # frees the encoder while later windows of the take are still being read
 
     def abort(self) -> None:
-        self.writer.proc.kill()
-        self.writer.proc.wait()
+        if self.writer is not None and self.writer.proc.returncode is None:
+            self.writer.proc.kill()
+            self.writer.proc.wait()
         self.crop_path.unlink(missing_ok=True)
 
     def finish(self) -> None:
-        self.writer.close()
+        if self.writer is not None and self.writer.proc.returncode is None:
+            self.writer.close()
         n, r, fc = self.b - self.a, self.row, self.stage.fc
-        if self.writer.n != n or self.windows is None:
+        if self.writer is None or self.writer.n != n or self.windows is None:
             self.crop_path.unlink(missing_ok=True)
-            raise MediaError(f"{r['key']}: wrote {self.writer.n} of {n} crop frames")
+            raise MediaError(f"{r['key']}: wrote {0 if self.writer is None else self.writer.n} of {n} crop frames")
         yaw, pitch = np.abs(self.pose[:, 0]), np.abs(self.pose[:, 1])
         r["yaw_abs_mean"], r["pitch_abs_mean"] = float(np.nanmean(yaw)), float(np.nanmean(pitch))
         if r["yaw_abs_mean"] > fc.max_abs_yaw or r["pitch_abs_mean"] > fc.max_abs_pitch:
