@@ -1,7 +1,9 @@
-"""python -m pipeline.build: manifests -> Ray Data graph of stages -> WebDataset shards, index, report.
+"""python -m pipeline.build: manifests -> Ray Data graph of stages -> ledger -> finalize -> shards, index, report.
 
-The unit of work in the graph is one source video (all its clip rows travel together), so the sink sees a video
-complete, writes it into one shard and marks it in the ledger; a rerun skips marked videos.
+The unit of work in the graph is one source video (all its clip rows travel together); its last stage (Commit)
+writes the video's ledger entry where the video was processed, and a rerun skips videos with an entry. The driver
+only gathers rows for progress; then finalize (pipeline/finalize.py) turns the ledger into shards, index.parquet,
+stats.json and report.html, on Ray tasks when running on Ray.
 CPU stages run as Ray tasks, model stages as actor pools (fractional GPUs with --num-gpus).
 `ray.init()` starts a local cluster; set RAY_ADDRESS to join an existing one (the --out dir must then be on
 storage every node can reach).
@@ -23,6 +25,7 @@ from .config import LANGS, SAMPLE_MANIFESTS, BuildConfig, load_config, save_conf
 from .manifest import load_manifests
 from .record import Row
 from .stages.base import Stage
+from .stages.commit import Commit
 from .stages.download import Download
 from .stages.faces import FaceTrack
 from .stages.language import LanguageTagger
@@ -34,7 +37,8 @@ from .stages.sync import SyncFilter
 log = logging.getLogger("pipeline.build")
 
 # The pipeline, read as one list.
-STAGES: list[type[Stage]] = [Download, Normalize, ShotSplit, FaceTrack, LanguageTagger, SyncFilter, QualityFilter]
+STAGES: list[type[Stage]] = [Download, Normalize, ShotSplit, FaceTrack, LanguageTagger, SyncFilter, QualityFilter,
+                             Commit]
 
 for _var, _val in (("RAY_USAGE_STATS_ENABLED", "0"), ("HF_HUB_OFFLINE", "1"), ("PYANNOTE_METRICS_ENABLED", "0")):
     os.environ.setdefault(_var, _val)
@@ -138,43 +142,59 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
 
 
 def build(cfg: BuildConfig, use_ray: bool = True, stages: list[type[Stage]] | None = None) -> dict:
-    """Run the whole build; returns the stats dict also written to <out>/stats.json. `stages`: debug subset."""
+    """Run the whole build; returns the stats dict also written to <out>/stats.json. `stages`: debug subset
+    (Commit is always appended: without it nothing would be committed)."""
+    from . import sink
+    from .finalize import finalize
     from .media import require_ffmpeg
     from .report import write_report
-    from .sink import ShardSink
 
     require_ffmpeg()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    seeds = load_manifests(cfg.manifests, cfg.langs, limit=cfg.limit)
-    sink = ShardSink(cfg)
-    todo = [s for s in seeds if not sink.is_done(s["video_key"])]
-    log.info("%d source rows, %d already done (ledger), %d to process", len(seeds), len(seeds) - len(todo), len(todo))
-    t0 = time.time()
-    stages = list(STAGES) if stages is None else stages
-    stream = run_ray(cfg, [[s] for s in todo], stages) if (use_ray and todo) else run_local(
-        [cls(cfg) for cls in stages], [[s] for s in todo]
-    )
-    from tqdm import tqdm
-
+    lock = sink.take_lock(out)  # before any write: a second build on the same --out would redo our videos
     try:
-        with tqdm(total=len(todo), desc="videos", unit="video", file=sys.stderr, disable=None) as bar:
-            last_log, done = 0.0, 0
-            for rows in stream:
-                sink.add_video(rows)
-                done += 1
-                bar.update(1)
-                bar.set_postfix(kept=sink.n_kept, dropped=sink.n_dropped)
-                if time.time() - last_log >= 30 or done == len(todo):  # the bar is off when logs go to a file
-                    last_log = time.time()
-                    log.info("progress: %d/%d videos, %d clips kept, %d dropped, %.0f s",
-                             done, len(todo), sink.n_kept, sink.n_dropped, last_log - t0)
-    finally:  # also on Ctrl-C or a Ray failure: commit the videos already finished, a rerun does the rest
-        sink.close()
-    stats = write_report(cfg)
-    log.info("done in %.1f s: %s", time.time() - t0, out)
-    return stats
+        save_config(cfg, out / "config.yaml")
+        sink.recover(out)
+        seeds = load_manifests(cfg.manifests, cfg.langs, limit=cfg.limit)
+        done = sink.done_videos(out)
+        todo = [s for s in seeds if s["video_key"] not in done]
+        log.info("%d source rows, %d already done (ledger), %d to process", len(seeds), len(seeds) - len(todo), len(todo))
+        t0 = time.time()
+        stages = list(STAGES) if stages is None else list(stages)
+        if Commit not in stages:
+            stages.append(Commit)
+        stream = run_ray(cfg, [[s] for s in todo], stages) if (use_ray and todo) else run_local(
+            [cls(cfg) for cls in stages], [[s] for s in todo]
+        )
+        from tqdm import tqdm
+
+        finished = False
+        try:
+            with tqdm(total=len(todo), desc="videos", unit="video", file=sys.stderr, disable=None) as bar:
+                last_log, n_done, n_ok, n_drop, seen = 0.0, 0, 0, 0, set()
+                for rows in stream:
+                    vk = rows[0]["video_key"] if rows else ""
+                    if vk in seen:
+                        log.warning("build: %s arrived twice; its ledger entry is written once per arrival", vk)
+                    seen.add(vk)
+                    n_done += 1
+                    n_ok += sum(r.get("status") == "ok" for r in rows)
+                    n_drop += sum(r.get("status") != "ok" for r in rows)
+                    bar.update(1)
+                    bar.set_postfix(ok=n_ok, dropped=n_drop)
+                    if time.time() - last_log >= 30 or n_done == len(todo):  # the bar is off when logs go to a file
+                        last_log = time.time()
+                        log.info("progress: %d/%d videos, %d clips ok so far, %d dropped, %.0f s",
+                                 n_done, len(todo), n_ok, n_drop, last_log - t0)
+            finished = True
+        finally:  # also on Ctrl-C or a Ray failure: the videos already committed get their shards
+            summary = finalize(cfg, use_ray=use_ray and finished)
+        stats = write_report(cfg)
+        log.info("done in %.1f s: %s (%d shards, %d rewritten, %d duplicates)", time.time() - t0, out,
+                 summary["shards"], summary["rewritten"], summary["duplicates"])
+        return stats
+    finally:
+        lock.close()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

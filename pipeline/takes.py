@@ -10,6 +10,7 @@ k+1 starts: no gap, no overlap. Every window is one row (one sample in the shard
   take_windows  number of windows in the take
   prev_key      key of the window before in the same take ("" for the first)
   take_s        the take's total length in seconds
+  take_coverage share of the detector's samples in the take where the speaker's track was found
 
 Later stages may drop a window (out of sync for a few seconds, say); its neighbours keep their fields, so a
 consumer follows prev_key only to a window that is present (mcdm_model.data does exactly that).
@@ -44,23 +45,30 @@ def take_windows(
     fps: float,
     max_clip_s: float,
     segment_key: Callable[[int], str],
+    samples: list[int] | None = None,
 ) -> list[tuple[Row, tuple[Any, int, int]]]:
     """(row, (track, first frame, end frame)) per window of every segment of one shot row.
 
     `segments` are (track, a, b) in frames of the shot row; `segment_key(j)` names segment j when the shot has
     several segments or one that does not span it (else the shot row's key is kept, as before takes existed).
+    With the detector's sampled frames, `take_coverage` is the share of them inside the take where the track was
+    found: the faces stage's presence rule, kept on the row so the presence gate can be re-applied later.
     """
     start = float(row["start_s"])
     out: list[tuple[Row, tuple[Any, int, int]]] = []
     for j, (track, a, b) in enumerate(segments):
         take_id = row["key"] if len(segments) == 1 and (a, b) == (0, n_frames) else segment_key(j)
         wins = plan_windows(a, b, fps, max_clip_s)
+        cover = {}
+        if samples is not None:
+            span = sum(a <= x < b for x in samples)
+            cover = {"take_coverage": sum(a <= f < b for f in track.frames) / max(span, 1)}
         prev = ""
         for k, (wa, wb) in enumerate(wins):
             r = dict(row)
             key = window_key(take_id, k, len(wins))
             r |= {"key": key, "start_s": start + wa / fps, "end_s": start + wb / fps, "take_id": take_id,
-                  "take_index": k, "take_windows": len(wins), "prev_key": prev, "take_s": (b - a) / fps}  # fmt: skip
+                  "take_index": k, "take_windows": len(wins), "prev_key": prev, "take_s": (b - a) / fps, **cover}  # fmt: skip
             if (wa, wb) == (0, n_frames):  # the whole shot row: its own bounds, untouched
                 r["start_s"], r["end_s"] = row["start_s"], row["end_s"]
             out.append((r, (track, wa, wb)))

@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from ..config import BuildConfig
+from ..gates import origin
 from ..record import Row, drop, is_ok
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 class Stage:
     name: str = "stage"  # must be a key of record.DROP_REASONS
     uses_model: bool = False  # model stages run as Ray actor pools (GPU when present)
+    # also process rows a soft gate dropped (pipeline/gates.py), so `pipeline.select` can re-keep them
+    scores_soft_drops: bool = False
 
     def __init__(self, cfg: BuildConfig):
         self.cfg = cfg
@@ -34,7 +37,7 @@ class Stage:
         return d
 
     def __call__(self, row: Row) -> list[Row]:
-        if not is_ok(row):
+        if not is_ok(row) and not (self.scores_soft_drops and origin(row)[0] == "soft"):
             return [row]
         try:
             out = self.process(row)

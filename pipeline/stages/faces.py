@@ -18,6 +18,7 @@ import numpy as np
 
 from ..config import BuildConfig
 from ..face_video import CropWriter, clip_frames, sampled_frames
+from ..gates import BY_NAME
 from ..media import MediaError
 from ..models.face_detectors import Detections
 from ..models.face_models import load_face_models
@@ -108,7 +109,7 @@ class FaceTrack(Stage):
             reason = "no_face" if any_face < 0.5 else "track_broken"
             row["face_coverage"] = max((len(t.frames) for t in tracks), default=0) / len(samples)
             return drop(row, reason, self.name, f"face in {any_face:.0%} of sampled frames, longest track too short")
-        wins = take_windows(row, segs, n, fps, self.cfg.shots.max_clip_s, lambda j: self._track_key(row, j))
+        wins = take_windows(row, segs, n, fps, self.cfg.shots.max_clip_s, lambda j: self._track_key(row, j), samples)
         rows = [self.gate(r, *seg, samples, dets) for r, seg in wins]  # one row per window of each take
         todo = [(r, seg) for r, seg in wins if r["status"] == "ok"]
         if todo:
@@ -143,7 +144,7 @@ class FaceTrack(Stage):
         r["face_px"] = float(np.median(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])))
         if crowded > 0.1 * len(seg_samples):
             return drop(r, "multi_face", self.name, f"second face in {crowded}/{len(seg_samples)} sampled frames")
-        if r["face_px"] < self.fc.min_face_px:
+        if BY_NAME["faces.min_face_px"].fails(r, self.cfg):
             return drop(r, "small_face", self.name, f"median face {r['face_px']:.0f} px < {self.fc.min_face_px}")
         return r
 
@@ -213,13 +214,13 @@ class SegmentRenderer:
     def finish(self) -> None:
         if self.writer is not None and self.writer.proc.returncode is None:
             self.writer.close()
-        n, r, fc = self.b - self.a, self.row, self.stage.fc
+        n, r = self.b - self.a, self.row
         if self.writer is None or self.writer.n != n or self.windows is None:
             self.crop_path.unlink(missing_ok=True)
             raise MediaError(f"{r['key']}: wrote {0 if self.writer is None else self.writer.n} of {n} crop frames")
         yaw, pitch = np.abs(self.pose[:, 0]), np.abs(self.pose[:, 1])
         r["yaw_abs_mean"], r["pitch_abs_mean"] = float(np.nanmean(yaw)), float(np.nanmean(pitch))
-        if r["yaw_abs_mean"] > fc.max_abs_yaw or r["pitch_abs_mean"] > fc.max_abs_pitch:
+        if BY_NAME["faces.max_abs_yaw"].fails(r, self.stage.cfg) or BY_NAME["faces.max_abs_pitch"].fails(r, self.stage.cfg):
             self.crop_path.unlink(missing_ok=True)
             drop(r, "extreme_pose", self.stage.name, f"mean |yaw| {r['yaw_abs_mean']:.0f}, |pitch| {r['pitch_abs_mean']:.0f}")
             return
