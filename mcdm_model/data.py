@@ -2,7 +2,10 @@
 
 A window = reference frame (any frame of the clip), A archived frames right before the present clip, the present
 clip of F frames, its aligned audio (640 samples per frame: the sink already shifted audio to A/V offset 0) and
-motion tokens (mcdm_model.motion) for all of them. Shards are resampled per rank and worker (ResampledShards,
+motion tokens (mcdm_model.motion) for all of them. A clip that continues its take's previous window (`prev_key` in
+its .json names the sample just read: finalize writes a take's windows next to each other in one shard) may start
+its present clip at its first frame: the archived frames are then the predecessor's last ones, the seconds that
+really came before. `list_shards(root, split)` reads `<root>/<split>/` of a build's `shards/<split>/<lang>/`. Shards are resampled per rank and worker (ResampledShards,
 seeded by rank*1000+worker), so every process sees a different, endless, reproducible stream; a finite pass
 (resampled=False) splits shards by node and worker instead. A sample that fails to decode is skipped and logged.
 """
@@ -28,11 +31,23 @@ from mcdm_model.motion import motion_tokens
 
 log = logging.getLogger(__name__)
 IMAGE_KEYS = ("ref", "archived", "present")
+SPLITS = ("train", "val", "test")
 
 
-def list_shards(root: str | Path) -> list[str]:
-    """Every *.tar beneath root (or root itself if it is a .tar), sorted; raises if there are none."""
+def list_shards(root: str | Path, split: str | None = None) -> list[str]:
+    """Every *.tar beneath root (or root itself if it is a .tar), sorted; raises if there are none.
+
+    `split` ("train" | "val" | "test"; None or "all" = every split) reads `<root>/<split>/`; a root without split
+    folders (older builds, fixture shards) is read whole, with a warning."""
     root = Path(root)
+    if root.suffix != ".tar" and split not in (None, "", "all"):
+        if (root / split).is_dir():
+            root = root / split
+        elif any((root / s).is_dir() for s in SPLITS):
+            have = [s for s in SPLITS if (root / s).is_dir()]
+            raise FileNotFoundError(f"no {split!r} split under {root} (it has {have}): the build put no identity there")
+        else:
+            log.warning("%s has no split folders (train/val/test): reading every shard for split %r", root, split)
     paths = [root] if root.suffix == ".tar" else sorted(root.rglob("*.tar"))
     if not paths:
         raise FileNotFoundError(f"no .tar shards under {root}: run `python -m pipeline.build` first or check --shards")
@@ -96,23 +111,40 @@ def decode_clip(sample: dict, cfg: ModelConfig) -> dict:
             "meta": meta}
 
 
-def sample_windows(clip: dict, cfg: ModelConfig, rng: random.Random, k: int) -> list[dict]:
-    """k random windows of one decoded clip (empty if the clip is shorter than A + F frames)."""
+def window_at(clip: dict, cfg: ModelConfig, s: int, r: int, prev: dict | None = None) -> dict:
+    """The window whose present clip starts at frame s of the clip, reference frame r. For s < A the archived
+    frames reach back into `prev` (the predecessor window of the same take: its last frames and motion)."""
     a, f, spf = cfg.archived_frames, cfg.present_frames, cfg.samples_per_frame
-    fr, mo, n = clip["frames"], clip["motion"], len(clip["frames"])
-    if n < a + f:
-        log.warning("skip %s: %d frames < archived %d + present %d", clip["key"], n, a, f)
+    fr, mo = clip["frames"], clip["motion"]
+    if s >= a:
+        arch, marc = fr[s - a : s], mo[s - a : s]
+    else:
+        if prev is None or len(prev["frames"]) < a - s:
+            raise ValueError(f"window at frame {s} of {clip['key']} needs {a - s} frames of its predecessor")
+        arch = np.concatenate([prev["frames"][len(prev["frames"]) - (a - s) :], fr[:s]])
+        marc = np.concatenate([prev["motion"][len(prev["motion"]) - (a - s) :], mo[:s]])
+    return {
+        "key": clip["key"], "start": s, "ref_index": r,
+        "ref": fr[r].transpose(2, 0, 1), "archived": arch.transpose(0, 3, 1, 2),
+        "present": fr[s : s + f].transpose(0, 3, 1, 2), "audio": clip["audio"][s * spf : (s + f) * spf],
+        "motion_ref": mo[r], "motion_archived": marc, "motion": mo[s : s + f],
+    }  # fmt: skip
+
+
+def tail(clip: dict, n: int) -> dict:
+    """What a successor window needs of this clip: its key and last n frames and motion tokens."""
+    return {"key": clip["key"], "frames": clip["frames"][-n:], "motion": clip["motion"][-n:]}
+
+
+def sample_windows(clip: dict, cfg: ModelConfig, rng: random.Random, k: int, prev: dict | None = None) -> list[dict]:
+    """k random windows of one decoded clip (empty if it is too short). With `prev` (the predecessor in its take),
+    windows may start at any frame, their archived frames then crossing the boundary."""
+    a, f, n = cfg.archived_frames, cfg.present_frames, len(clip["frames"])
+    lo = 0 if prev is not None and len(prev["frames"]) >= a else a
+    if n < lo + f:
+        log.warning("skip %s: %d frames < archived %d + present %d", clip["key"], n, lo, f)
         return []
-    out = []
-    for _ in range(k):
-        s, r = rng.randint(a, n - f), rng.randrange(n)
-        out.append({
-            "key": clip["key"], "start": s, "ref_index": r,
-            "ref": fr[r].transpose(2, 0, 1), "archived": fr[s - a : s].transpose(0, 3, 1, 2),
-            "present": fr[s : s + f].transpose(0, 3, 1, 2), "audio": clip["audio"][s * spf : (s + f) * spf],
-            "motion_ref": mo[r], "motion_archived": mo[s - a : s], "motion": mo[s : s + f],
-        })  # fmt: skip
-    return out
+    return [window_at(clip, cfg, rng.randint(lo, n - f), rng.randrange(n), prev) for _ in range(k)]
 
 
 MAX_BAD_IN_A_ROW = 50  # an endless (resampled) stream of only bad samples would otherwise spin forever
@@ -129,12 +161,16 @@ class _Windows:
         rng = random.Random(make_seed(pytorch_worker_seed(), self.epoch, self.tcfg.seed))
         buf: list[dict] = []
         bad = 0
+        last: dict | None = None  # tail of the clip read just before: the predecessor of the next one?
         for sample in src:
             try:
-                wins = sample_windows(decode_clip(sample, self.cfg), self.cfg, rng, self.tcfg.windows_per_clip)
+                clip = decode_clip(sample, self.cfg)
+                prev = last if last is not None and clip["meta"].get("prev_key") == last["key"] else None
+                last = tail(clip, self.cfg.archived_frames)
+                wins = sample_windows(clip, self.cfg, rng, self.tcfg.windows_per_clip, prev)
             except Exception as exc:  # one bad sample never kills a run
                 log.warning("skip sample %s: %s", sample.get("__key__"), exc)
-                wins = []
+                wins, last = [], None
             bad = 0 if wins else bad + 1
             if bad >= MAX_BAD_IN_A_ROW:
                 raise RuntimeError(f"{bad} samples in a row gave no training window (undecodable or shorter than "
@@ -156,8 +192,8 @@ def collate(items: list[dict]) -> dict:
 
 def make_dataset(shards: str | Path | list[str], cfg: ModelConfig, tcfg: TrainConfig,
                  resampled: bool = True) -> wds.DataPipeline:
-    """Batched window stream (endless if resampled) over the shards."""
-    urls = shards if isinstance(shards, list) else list_shards(shards)
+    """Batched window stream (endless if resampled) over the shards (of split `tcfg.split` under a build's dir)."""
+    urls = shards if isinstance(shards, list) else list_shards(shards, getattr(tcfg, "split", None))
     if resampled:
         stages = [wds.ResampledShards(urls, seed=tcfg.seed, deterministic=True)]
     else:

@@ -1,12 +1,16 @@
 """Long-term evaluation of MCDM on held-out shards: metrics per clip, drift per minute, FID/FVD when possible.
 
     python -m mcdm_model.evaluate --shards out/shards --checkpoint runs/mcdm/last.pt --minutes 2 --out runs/eval
+    python -m mcdm_model.evaluate --shards out/shards --split test --takes --checkpoint runs/mcdm/last.pt
 
 For each held-out sample the model generates a long video clip by clip (carrying its memory) from the sample's
 first frame and audio; audio and ground truth are looped to the requested length (`--minutes` or `--clips`).
 Always computed: SSIM, PSNR, landmark distance, identity similarity to the reference, Sync-C/D style scores (and
 the pipeline's own sync scorer when importable); FID / FVD only when Inception / I3D weights sit in
 `<models_dir>/metrics/` (metrics.json says which ran). Writes metrics.json and drift.png (per-minute curves).
+With --takes a sample is a whole take (its consecutive windows joined, followed by prev_key in shard order) and is
+generated for its real length, so the drift curve covers minutes of one real speaker without looping; the take is
+held in memory decoded at the model's image size (a 5-minute take at 64² is ~90 MB, at 512² ~6 GB).
 """
 
 from __future__ import annotations
@@ -35,11 +39,11 @@ from pipeline import media
 log = logging.getLogger(__name__)
 
 
-def iter_samples(shards: str, cfg: Any, limit: int) -> Any:
+def iter_samples(shards: str, cfg: Any, limit: int, split: str | None = None) -> Any:
     """Decoded held-out clips in shard order; a sample that fails to decode is logged and skipped."""
     import webdataset as wds
 
-    ds = wds.WebDataset(list_shards(shards), shardshuffle=False, empty_check=False)
+    ds = wds.WebDataset(list_shards(shards, split), shardshuffle=False, empty_check=False)
     n = 0
     for raw in ds:
         if limit and n >= limit:
@@ -49,6 +53,30 @@ def iter_samples(shards: str, cfg: Any, limit: int) -> Any:
             n += 1
         except Exception as exc:  # one bad sample must not end the evaluation
             log.warning("skipping %s: %s", raw.get("__key__"), exc)
+
+
+def _join(parts: list[dict]) -> dict:
+    meta = dict(parts[0]["meta"]) | {"windows": [p["key"] for p in parts]}
+    return {"key": parts[0]["meta"].get("take_id") or parts[0]["key"], "meta": meta,
+            **{k: np.concatenate([p[k] for p in parts]) for k in ("frames", "audio", "motion")}}  # fmt: skip
+
+
+def iter_takes(shards: str, cfg: Any, limit: int, split: str | None = None) -> Any:
+    """Whole takes: runs of clips each naming the one before as prev_key, joined into one long clip."""
+    run: list[dict] = []
+    n = 0
+    for clip in iter_samples(shards, cfg, 0, split):
+        if run and clip["meta"].get("prev_key") and clip["meta"]["prev_key"] == run[-1]["key"]:
+            run.append(clip)
+            continue
+        if run:
+            yield _join(run)
+            n += 1
+            if limit and n >= limit:
+                return
+        run = [clip]
+    if run:
+        yield _join(run)
 
 
 def _resize(frames: np.ndarray, size: int) -> np.ndarray:
@@ -123,6 +151,10 @@ class SampleEvaluator:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m mcdm_model.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--shards", required=True, help="held-out shards (a .tar or a dir searched for *.tar)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="split of a build's shards/<split>/ (default test; dirs without split folders are read whole)")
+    p.add_argument("--takes", action="store_true", help="evaluate whole takes (consecutive windows joined), each "
+                   "for its real length; --minutes / --clips are then ignored")
     p.add_argument("--checkpoint", help="train.py checkpoint; without it a random --size model (warned)")
     p.add_argument("--size", default="MCDM-T", choices=list(SIZES))
     length = p.add_mutually_exclusive_group()
@@ -153,15 +185,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fm = FrechetMetrics(a.models_dir)
     ev = SampleEvaluator(model, a, fm)
     samples = []
-    for clip in iter_samples(a.shards, cfg, a.max_samples):
-        log.info("sample %s: %d real frames -> %d generated", clip["key"], len(clip["frames"]), total)
-        samples.append(ev(clip, total))
+    source = iter_takes if a.takes else iter_samples
+    for clip in source(a.shards, cfg, a.max_samples, a.split):
+        n = len(clip["frames"]) if a.takes else total
+        log.info("sample %s: %d real frames -> %d generated", clip["key"], len(clip["frames"]), n)
+        samples.append(ev(clip, n) | ({"windows": clip["meta"]["windows"]} if a.takes else {}))
     if not samples:
         raise SystemExit(f"no decodable held-out samples under {a.shards}")
     curve = drift_curve(samples, a.bin_s)
     result = {
         "checkpoint": a.checkpoint or f"random init {a.size} (no checkpoint)",
-        "frames_per_sample": total, "seconds_per_sample": total / cfg.fps, "steps": a.steps,
+        "frames_per_sample": None if a.takes else total, "seconds_per_sample": None if a.takes else total / cfg.fps,
+        "steps": a.steps,
+        "split": a.split, "takes": a.takes,
         "n_samples": len(samples), **fm.result(),
         "sync_scorer": ev.sync.name,
         "summary": _summary(samples, DRIFT_KEYS),
