@@ -3,8 +3,9 @@
 Why a hash: an identity keeps its split when other videos are added later (a model trained on an earlier
 build's train split has not seen a later build's test speakers), and the result needs no state. The share of
 identities per split follows `splits.{train,val,test}` on average. A build too small for the hash to fill every
-split with a non-zero share (a handful of identities) moves, from the fullest split, the identity whose hash lies
-nearest the empty split's interval, until every such split has one (or nothing can move without emptying another).
+split with a non-zero share (a handful of identities) fills the empty ones in the order train, test, val: it
+moves, from the fullest split, the identity whose hash lies nearest the empty split's interval (a split's last
+identity moves only into a split earlier in that order), so one identity is train, two are train + test.
 """
 
 from __future__ import annotations
@@ -32,18 +33,29 @@ def _intervals(cfg) -> dict[str, tuple[float, float]]:
     return out
 
 
+FILL_ORDER: tuple[str, ...] = ("train", "test", "val")  # which empty split a small build fills first
+
+
 def assign_splits(identities: Iterable[str], cfg) -> dict[str, str]:
     """{identity_id: split} for a SplitsConfig `cfg`."""
     ivals = _intervals(cfg)
     pos = {i: unit(i, cfg.seed) for i in sorted(set(identities))}
     out = {i: next((s for s in SPLITS if ivals[s][0] <= u < ivals[s][1]), SPLITS[0]) for i, u in pos.items()}
-    wanted = [s for s in SPLITS if ivals[s][1] > ivals[s][0]]
+    order = [s for s in FILL_ORDER if ivals[s][1] > ivals[s][0]]
     while True:
-        members = {s: [i for i in out if out[i] == s] for s in SPLITS}
-        empty = [s for s in wanted if not members[s]]
-        donor = max(SPLITS, key=lambda s: (len(members[s]), -SPLITS.index(s)))
-        if not empty or len(members[donor]) < 2:
+        members = {s: sorted(i for i in out if out[i] == s) for s in SPLITS}
+        empty = [s for s in order if not members[s]]
+        if not empty:
             return out
-        lo, hi = ivals[empty[0]]
+        target = empty[0]
+        donors = [s for s in SPLITS if len(members[s]) >= 2]
+        if donors:
+            donor = max(donors, key=lambda s: (len(members[s]), -SPLITS.index(s)))
+        else:  # only lone identities left: one moves up only from a split that matters less
+            lower = [s for s in order[order.index(target) + 1 :] if members[s]]
+            if not lower:
+                return out
+            donor = lower[-1]
+        lo, hi = ivals[target]
         mover = min(members[donor], key=lambda i: (min(abs(pos[i] - lo), abs(pos[i] - hi)), i))
-        out[mover] = empty[0]
+        out[mover] = target
