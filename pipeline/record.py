@@ -8,16 +8,18 @@ normalize  norm_path (25 fps CFR H.264 + 16 kHz mono PCM in one .mkv), width, he
 shots      -> one row per scene piece (<= shots.max_take_s): key="<video_key>-s0003", shot_index, start_s, end_s,
            n_clips (pieces of the video)
 faces      -> one row per window (<= shots.max_clip_s) of each take (pipeline/takes.py): key="<take_id>[-wNNN]",
-           start_s/end_s narrowed to the window, take_id, take_index, take_windows, prev_key, take_s;
+           start_s/end_s narrowed to the window, take_id, take_index, take_windows, prev_key, take_s,
+           take_coverage (the presence rule's share, per take);
            track_path (.npz: frames, boxes, landmarks, pose, mouth_open, id_embedding), crop_path (.mp4),
            face_px, n_faces, face_coverage, yaw_abs_mean, pitch_abs_mean, detector
 language   lang, lang_prob, lang_top3 (json), speech_ratio, n_speakers (-1 = check did not run), transcript
            speaker_check ("pyannote" | "not_run"), lang_model (which Whisper weights)
 sync       av_offset_frames, sync_conf, sync_scorer, clip_wav_path (.wav), sync_shift_frames (audio moved by)
 quality    sharpness, brightness, yaw_abs_max, pitch_abs_max
-sink       (the Commit stage) write_failed drops; finalize (pipeline/finalize.py) re-decides the score gates
-           (pipeline/gates.py), then duplicate_of (drop "duplicate"), identity_id, split, shard (path under
-           shards/ of the shard holding the kept clip, "" for drops)
+sink       (the Commit stage) write_failed drops; the ledger entry also holds each clip's fingerprints
+finalize   (pipeline/finalize.py) re-decides the score gates (pipeline/gates.py; rebuild_gate names a loosened
+           hard gate the row might now pass), then duplicate_of (drop "duplicate"), identity_id, split
+           (train | val | test), shard (path under shards/ of the kept clip's shard, "" for drops)
 
 Rows carry paths to media on storage every Ray node can reach, never decoded frames or large arrays.
 A dropped row keeps status="dropped", drop_reason and drop_stage; later stages pass it through untouched.
