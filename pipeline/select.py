@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="a build's output dir (holds ledger/ and config.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.NAME=VALUE", help="a threshold to change")
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
+    p.add_argument("--ray", action="store_true", help="pack shards as Ray tasks (a local cluster, or RAY_ADDRESS)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -60,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(out / "config.yaml", out=str(out))
         merge_dataclass(cfg, parse_set(a.set), "--set")
         check_choices(cfg, "--set")
-        summary = run(cfg, dry_run=a.dry_run)
+        if a.ray and not a.dry_run:
+            import os
+
+            import ray
+
+            ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level=logging.WARNING)
+        summary = run(cfg, dry_run=a.dry_run, use_ray=a.ray)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         log.debug("select failed", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
@@ -69,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(cfg, dry_run: bool = False) -> dict:
+def run(cfg, dry_run: bool = False, use_ray: bool = False) -> dict:
     """Finalize `cfg.out` under `cfg`; returns finalize's summary plus what changed against the old index."""
     import pandas as pd
 
@@ -86,7 +93,7 @@ def run(cfg, dry_run: bool = False) -> dict:
     try:
         if not dry_run:
             sink.recover(out)
-        summary = finalize(cfg, use_ray=False, write=not dry_run)
+        summary = finalize(cfg, use_ray=use_ray, write=not dry_run)
         if not dry_run:
             save_config(cfg, out / "config.yaml")
             write_report(cfg)
