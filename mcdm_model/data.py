@@ -34,11 +34,14 @@ IMAGE_KEYS = ("ref", "archived", "present")
 SPLITS = ("train", "val", "test")
 
 
-def list_shards(root: str | Path, split: str | None = None) -> list[str]:
-    """Every *.tar beneath root (or root itself if it is a .tar), sorted; raises if there are none.
+def list_shards(root: str | Path | list[str], split: str | None = None) -> list[str]:
+    """Every *.tar beneath root (or root itself if it is a .tar; a list is returned as it is), sorted; raises if
+    there are none.
 
     `split` ("train" | "val" | "test"; None or "all" = every split) reads `<root>/<split>/`; a root without split
     folders (older builds, fixture shards) is read whole, with a warning."""
+    if isinstance(root, list):
+        return root
     root = Path(root)
     if root.suffix != ".tar" and split not in (None, "", "all"):
         if (root / split).is_dir():

@@ -39,7 +39,7 @@ from pipeline import media
 log = logging.getLogger(__name__)
 
 
-def iter_samples(shards: str, cfg: Any, limit: int, split: str | None = None) -> Any:
+def iter_samples(shards: str | list[str], cfg: Any, limit: int, split: str | None = None) -> Any:
     """Decoded held-out clips in shard order; a sample that fails to decode is logged and skipped."""
     import webdataset as wds
 
@@ -61,11 +61,11 @@ def _join(parts: list[dict]) -> dict:
             **{k: np.concatenate([p[k] for p in parts]) for k in ("frames", "audio", "motion")}}  # fmt: skip
 
 
-def iter_takes(shards: str, cfg: Any, limit: int, split: str | None = None) -> Any:
+def iter_takes(shards: str | list[str], cfg: Any, limit: int, split: str | None = None) -> Any:
     """Whole takes: runs of clips each naming the one before as prev_key, joined into one long clip."""
     run: list[dict] = []
     n = 0
-    for clip in iter_samples(shards, cfg, 0, split):
+    for clip in iter_samples(list_shards(shards, split), cfg, 0):
         if run and clip["meta"].get("prev_key") and clip["meta"]["prev_key"] == run[-1]["key"]:
             run.append(clip)
             continue
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ev = SampleEvaluator(model, a, fm)
     samples = []
     source = iter_takes if a.takes else iter_samples
-    for clip in source(a.shards, cfg, a.max_samples, a.split):
+    for clip in source(list_shards(a.shards, a.split), cfg, a.max_samples):
         n = len(clip["frames"]) if a.takes else total
         log.info("sample %s: %d real frames -> %d generated", clip["key"], len(clip["frames"]), n)
         samples.append(ev(clip, n) | ({"windows": clip["meta"]["windows"]} if a.takes else {}))

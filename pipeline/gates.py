@@ -46,7 +46,8 @@ class Gate:
         return self.stage in SOFT_STAGES
 
     def threshold(self, cfg: Any) -> float:
-        return float(getattr(getattr(cfg, self.section), self.setting))
+        """From a BuildConfig, or from the stage's own section config (a FacesConfig for faces gates)."""
+        return float(getattr(getattr(cfg, self.section, cfg), self.setting))
 
     def value(self, row: Row) -> float | None:
         v = row.get(self.score)

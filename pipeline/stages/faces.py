@@ -144,7 +144,7 @@ class FaceTrack(Stage):
         r["face_px"] = float(np.median(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])))
         if crowded > 0.1 * len(seg_samples):
             return drop(r, "multi_face", self.name, f"second face in {crowded}/{len(seg_samples)} sampled frames")
-        if BY_NAME["faces.min_face_px"].fails(r, self.cfg):
+        if BY_NAME["faces.min_face_px"].fails(r, self.fc):
             return drop(r, "small_face", self.name, f"median face {r['face_px']:.0f} px < {self.fc.min_face_px}")
         return r
 
@@ -214,13 +214,13 @@ class SegmentRenderer:
     def finish(self) -> None:
         if self.writer is not None and self.writer.proc.returncode is None:
             self.writer.close()
-        n, r = self.b - self.a, self.row
+        n, r, fc = self.b - self.a, self.row, self.stage.fc
         if self.writer is None or self.writer.n != n or self.windows is None:
             self.crop_path.unlink(missing_ok=True)
             raise MediaError(f"{r['key']}: wrote {0 if self.writer is None else self.writer.n} of {n} crop frames")
         yaw, pitch = np.abs(self.pose[:, 0]), np.abs(self.pose[:, 1])
         r["yaw_abs_mean"], r["pitch_abs_mean"] = float(np.nanmean(yaw)), float(np.nanmean(pitch))
-        if BY_NAME["faces.max_abs_yaw"].fails(r, self.stage.cfg) or BY_NAME["faces.max_abs_pitch"].fails(r, self.stage.cfg):
+        if BY_NAME["faces.max_abs_yaw"].fails(r, fc) or BY_NAME["faces.max_abs_pitch"].fails(r, fc):
             self.crop_path.unlink(missing_ok=True)
             drop(r, "extreme_pose", self.stage.name, f"mean |yaw| {r['yaw_abs_mean']:.0f}, |pitch| {r['pitch_abs_mean']:.0f}")
             return

@@ -97,7 +97,7 @@ class LanguageTagger(Stage):
             return None
         spans = self.vad(audio)
         row["speech_ratio"] = round(spans.ratio, 4)
-        if SPEECH_GATE.fails(row, self.cfg):  # on the stored (rounded) value, as finalize re-decides it
+        if SPEECH_GATE.fails(row, self.lcfg):  # on the stored (rounded) value, as finalize re-decides it
             drop(row, "no_speech", self.name, f"speech ratio {spans.ratio:.2f} < {self.lcfg.min_speech_ratio}")
             return None
         speech = spans.speech_audio(audio, MAX_LID_S)
@@ -111,7 +111,7 @@ class LanguageTagger(Stage):
         row.update(lang=lang, lang_prob=round(float(prob), 4),
                    lang_top3=json.dumps([[c, round(float(p), 4)] for c, p in probs[:3]]))  # fmt: skip
         expected = row.get("lang_expected") or ""
-        if LANG_GATE.fails(row, self.cfg):
+        if LANG_GATE.fails(row, self.lcfg):
             drop(row, "lang_uncertain", self.name, f"{lang} at p={prob:.2f} < {self.lcfg.min_lang_prob}")
             return
         if expected and lang != expected:
