@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline import build, media  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
+from pipeline.finalize import finalize  # noqa: E402
 from pipeline.manifest import load_manifests  # noqa: E402
-from pipeline.sink import ShardSink  # noqa: E402
 
 
 def footage(seeds: list[dict]) -> float:
@@ -48,23 +48,17 @@ def in_process(cfg, seeds: list[dict]) -> tuple[float, dict[str, tuple[float, fl
         t0 = time.perf_counter()
         stages.append(cls(cfg))
         times[cls.__name__] = (time.perf_counter() - t0, 0.0)
-    sink = ShardSink(cfg)
-    for seed in seeds:
+    for seed in seeds:  # the last stage (Commit) writes each video's ledger entry
         batch = [[seed]]
         for stage in stages:
             t0 = time.perf_counter()
             batch = [g for rows in batch for g in build.group_by_video(stage.run_video(rows))]
             init, proc = times[type(stage).__name__]
             times[type(stage).__name__] = (init, proc + time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        for rows in batch:
-            sink.add_video(rows)
-        times.setdefault("sink", (0.0, 0.0))
-        times["sink"] = (0.0, times["sink"][1] + time.perf_counter() - t0)
     t0 = time.perf_counter()
-    sink.close()
-    times["sink"] = (0.0, times["sink"][1] + time.perf_counter() - t0)
-    return time.perf_counter() - t_all, times, sink.n_kept
+    summary = finalize(cfg)  # gates, duplicates, identities, splits, shards, index
+    times["finalize"] = (0.0, time.perf_counter() - t0)
+    return time.perf_counter() - t_all, times, summary["kept"]
 
 
 def ray_run(args: argparse.Namespace, out: Path, actors: int) -> tuple[float, int]:

@@ -78,6 +78,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     shards: str = ""
+    split: str = "train"  # train | val | test | all: which of <shards>/<split>/ to read (pipeline builds)
     out: str = "runs/mcdm"
     stage: str = "all"  # 1 | 2 | 3 | all
     steps: int = 1000  # per stage

@@ -8,8 +8,10 @@ Shards are indexed once (tar headers only: `ShardIndex`), so a sample is read by
 order is a fresh permutation of all clips every epoch, split across ranks (`ClipSampler`); batch i of a rank is a
 pure function of (seed, rank, world, i), so resuming at step s starts reading at batch s, decoding nothing before
 it, and the batches do not depend on the number of DataLoader workers. When a clip's .json names its predecessor in
-the same take (`prev_key`, from the dataset side) and that clip is in the shards, it is joined in front, so windows
-may reach back across the clip boundary. A sample that fails to decode is logged and the next clip is used.
+the same take (`prev_key`: pipeline/takes.py cuts a take into consecutive windows) and that clip is in the shards,
+it is joined in front, so windows may reach back across the clip boundary: their archived (and, in a chain, present)
+frames are then the seconds that really came before. `list_shards(root, split)` reads `<root>/<split>/` of a
+build's `shards/<split>/<lang>/`. A sample that fails to decode is logged and the next clip is used.
 """
 
 from __future__ import annotations
@@ -33,14 +35,29 @@ from mcdm_model.motion import motion_tokens
 
 log = logging.getLogger(__name__)
 IMAGE_KEYS = ("ref", "archived", "present")
+SPLITS = ("train", "val", "test")
 NEEDED = ("mp4", "wav", "npz")
 MAX_BAD_IN_A_ROW = 50  # a run over shards of only bad samples stops with a clear error instead of spinning
 _KEY_EXT = re.compile(r"^((?:.*/|)[^./]+)[.]([^/]*)$")  # webdataset's rule: key = path up to the first dot
 
 
-def list_shards(root: str | Path) -> list[str]:
-    """Every *.tar beneath root (or root itself if it is a .tar), sorted; raises if there are none."""
+def list_shards(root: str | Path | list[str], split: str | None = None) -> list[str]:
+    """Every *.tar beneath root (or root itself if it is a .tar; a list is returned as it is), sorted; raises if
+    there are none.
+
+    `split` ("train" | "val" | "test"; None or "all" = every split) reads `<root>/<split>/`; a root without split
+    folders (older builds, fixture shards) is read whole, with a warning."""
+    if isinstance(root, list):
+        return root
     root = Path(root)
+    if root.suffix != ".tar" and split not in (None, "", "all"):
+        if (root / split).is_dir():
+            root = root / split
+        elif any((root / s).is_dir() for s in SPLITS):
+            have = [s for s in SPLITS if (root / s).is_dir()]
+            raise FileNotFoundError(f"no {split!r} split under {root} (it has {have}): the build put no identity there")
+        else:
+            log.warning("%s has no split folders (train/val/test): reading every shard for split %r", root, split)
     paths = [root] if root.suffix == ".tar" else sorted(root.rglob("*.tar"))
     if not paths:
         raise FileNotFoundError(f"no .tar shards under {root}: run `python -m pipeline.build` first or check --shards")
@@ -50,8 +67,8 @@ def list_shards(root: str | Path) -> list[str]:
 class ShardIndex:
     """key -> {ext: (tar path, data offset, size)} over shards, from the tar headers; samples in shard order."""
 
-    def __init__(self, shards: str | Path | list[str]) -> None:
-        paths = shards if isinstance(shards, list) else list_shards(shards)
+    def __init__(self, shards: str | Path | list[str], split: str | None = None) -> None:
+        paths = list_shards(shards, split)
         self.entries: dict[str, dict[str, tuple[str, int, int]]] = {}
         for path in paths:
             try:
@@ -248,11 +265,12 @@ def collate(items: list[list[dict]]) -> dict:
 
 def make_loader(shards: str | Path | list[str], cfg: ModelConfig, tcfg: TrainConfig, start: int = 0,
                 epochs: int | None = None, pin_memory: bool = False) -> torch.utils.data.DataLoader:
-    """Batches of tcfg.batch_size windows (batch_size / windows_per_clip clips each), from batch `start` on."""
+    """Batches of tcfg.batch_size windows (batch_size / windows_per_clip clips each), from batch `start` on, over
+    the shards of split `tcfg.split` under a build's shards dir."""
     k = tcfg.windows_per_clip
     if k < 1 or tcfg.batch_size % k:
         raise ValueError(f"batch_size {tcfg.batch_size} must be a multiple of windows_per_clip {k}")
-    ds = WindowDataset(ShardIndex(shards), cfg, tcfg)
+    ds = WindowDataset(ShardIndex(shards, tcfg.split), cfg, tcfg)
     sampler = ClipSampler(len(ds), tcfg.batch_size // k, tcfg.seed, start, epochs)
     return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=tcfg.num_workers,
                                        pin_memory=pin_memory, persistent_workers=tcfg.num_workers > 0)

@@ -1,6 +1,7 @@
 """Long-term evaluation of MCDM on held-out shards: metrics per clip, drift per minute, FID/FVD when possible.
 
     python -m mcdm_model.evaluate --shards out/shards --checkpoint runs/mcdm/last.pt --minutes 2 --out runs/eval
+    python -m mcdm_model.evaluate --shards out/shards --split test --takes --checkpoint runs/mcdm/last.pt
 
 For each held-out sample the model generates a video clip by clip (carrying its memory) from the sample's first
 frame and its own audio, as long as the sample's real footage (a long take when the dataset joins them), or
@@ -10,11 +11,15 @@ repeated audio and only the metrics that need no ground truth (identity to the r
 scored there. No face in a frame gives NaN landmarks / identity and lowers `face_rate`. FID / FVD run only when
 their weights sit in `<models_dir>/metrics/`, E-FID is not_run (metrics.json says which ran). Writes metrics.json
 and drift.png (per-minute curves).
+With --takes a sample is a whole take (its consecutive windows joined, followed by prev_key in shard order) and is
+generated for its real length, so the drift curve covers minutes of one real speaker without looping; the take is
+held in memory decoded at the model's image size (a 5-minute take at 64² is ~90 MB, at 512² ~6 GB).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -27,7 +32,7 @@ import numpy as np
 
 from mcdm_model import metrics
 from mcdm_model.config import SIZES, default_models_dir
-from mcdm_model.data import decode_clip, list_shards
+from mcdm_model.data import decode_clip, join_predecessor, list_shards
 from mcdm_model.diffusion import SAMPLERS
 from mcdm_model.generate import iter_clips, load_model
 from mcdm_model.metrics_drift import DRIFT_KEYS, drift_curve, drift_slope, plot_drift
@@ -39,11 +44,11 @@ from mcdm_model.video_io import VideoSink
 log = logging.getLogger(__name__)
 
 
-def iter_samples(shards: str, cfg: Any, limit: int) -> Any:
+def iter_samples(shards: str | list[str], cfg: Any, limit: int, split: str | None = None) -> Any:
     """Decoded held-out clips in shard order; a sample that fails to decode is logged and skipped."""
     import webdataset as wds
 
-    ds = wds.WebDataset(list_shards(shards), shardshuffle=False, empty_check=False)
+    ds = wds.WebDataset(list_shards(shards, split), shardshuffle=False, empty_check=False)
     n = 0
     for raw in ds:
         if limit and n >= limit:
@@ -53,6 +58,31 @@ def iter_samples(shards: str, cfg: Any, limit: int) -> Any:
             n += 1
         except Exception as exc:  # one bad sample must not end the evaluation
             log.warning("skipping %s: %s", raw.get("__key__"), exc)
+
+
+def _join(parts: list[dict]) -> dict:
+    """One take from its windows in order (data.join_predecessor, window after window), named by its take_id."""
+    meta = dict(parts[0]["meta"]) | {"windows": [p["key"] for p in parts]}
+    take = functools.reduce(join_predecessor, parts)
+    return take | {"key": parts[0]["meta"].get("take_id") or parts[0]["key"], "meta": meta, "offset": 0}
+
+
+def iter_takes(shards: str | list[str], cfg: Any, limit: int, split: str | None = None) -> Any:
+    """Whole takes: runs of clips each naming the one before as prev_key, joined into one long clip."""
+    run: list[dict] = []
+    n = 0
+    for clip in iter_samples(list_shards(shards, split), cfg, 0):
+        if run and clip["meta"].get("prev_key") and clip["meta"]["prev_key"] == run[-1]["key"]:
+            run.append(clip)
+            continue
+        if run:
+            yield _join(run)
+            n += 1
+            if limit and n >= limit:
+                return
+        run = [clip]
+    if run:
+        yield _join(run)
 
 
 def _resize(frames: np.ndarray, size: int) -> np.ndarray:
@@ -136,6 +166,10 @@ class SampleEvaluator:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m mcdm_model.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--shards", required=True, help="held-out shards (a .tar or a dir searched for *.tar)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="split of a build's shards/<split>/ (default test; dirs without split folders are read whole)")
+    p.add_argument("--takes", action="store_true", help="evaluate whole takes (consecutive windows joined), each "
+                   "for its real length; --minutes / --clips are then ignored")
     p.add_argument("--checkpoint", help="train.py checkpoint; without it a random --size model (warned)")
     p.add_argument("--size", default="MCDM-T", choices=list(SIZES))
     length = p.add_mutually_exclusive_group()
@@ -170,16 +204,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fm = FrechetMetrics(a.models_dir)
     ev = SampleEvaluator(model, a, fm)
     samples = []
-    for clip in iter_samples(a.shards, cfg, a.max_samples):
-        log.info("sample %s: %d real frames -> %d generated", clip["key"], len(clip["frames"]), total)
-        samples.append(ev(clip, total))
+    source = iter_takes if a.takes else iter_samples
+    for clip in source(list_shards(a.shards, a.split), cfg, a.max_samples):
+        n = len(clip["frames"]) if a.takes else total
+        log.info("sample %s: %d real frames -> %d generated", clip["key"], len(clip["frames"]), n)
+        samples.append(ev(clip, n) | ({"windows": clip["meta"]["windows"]} if a.takes else {}))
     if not samples:
         raise SystemExit(f"no decodable held-out samples under {a.shards}")
     curve = drift_curve(samples, a.bin_s)
     result = {
         "checkpoint": a.checkpoint or f"random init {a.size} (no checkpoint)",
-        "frames_requested": total, "frames_per_sample": [s["frames"] for s in samples],
+        "frames_requested": None if a.takes else total, "frames_per_sample": [s["frames"] for s in samples],
         "steps": a.steps, "sampler": a.sampler, "guidance": a.guidance, "face_model": ev.face.identity_model,
+        "split": a.split, "takes": a.takes,
         "n_samples": len(samples), **fm.result(),
         "sync_scorer": ev.sync.name,
         "summary": _summary(samples, DRIFT_KEYS),

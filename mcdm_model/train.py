@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shards", required=True, help="dir with the pipeline's shards (every *.tar beneath, e.g. "
                    "<out>/shards) or one .tar")
+    p.add_argument("--split", choices=["train", "val", "test", "all"], help="split of a build's shards/<split>/ "
+                   "(default train; shard dirs without split folders are read whole)")
     p.add_argument("--size", default="MCDM-T", choices=list(SIZES), help="model size: MCDM-T tiny CPU (64²), "
                    "MCDM-S (256²), MCDM-B paper-like (512², SD-1.5 widths)")
     p.add_argument("--config", help="YAML with optional `model:` and `train:` mappings overriding the size/defaults")
@@ -75,8 +77,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
         mc = model_config(args.size)
         load_yaml(args.config, mc, tcfg)
         args.model_overrides = {k: v for k, v in to_dict(mc).items() if v != to_dict(model_config(args.size))[k]}
-    for name in ("shards", "stage", "steps", "batch_size", "lr", "out", "bf16", "device", "num_workers", "seed",
-                 "log_every", "ckpt_every", "chain_clips", "grad_checkpoint"):
+    for name in ("shards", "split", "stage", "steps", "batch_size", "lr", "out", "bf16", "device", "num_workers",
+                 "seed", "log_every", "ckpt_every", "chain_clips", "grad_checkpoint"):
         v = getattr(args, name)
         if v is not None and v is not False:
             setattr(tcfg, name, str(v) if name == "stage" else v)

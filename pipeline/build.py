@@ -1,7 +1,9 @@
-"""python -m pipeline.build: manifests -> Ray Data graph of stages -> WebDataset shards, index, report.
+"""python -m pipeline.build: manifests -> Ray Data graph of stages -> ledger -> finalize -> shards, index, report.
 
-The unit of work in the graph is one source video (all its clip rows travel together), so the sink sees a video
-complete, writes it into one shard and marks it in the ledger; a rerun skips marked videos.
+The unit of work in the graph is one source video (all its clip rows travel together); its last stage (Commit)
+writes the video's ledger entry where the video was processed, and a rerun skips videos with an entry. The driver
+only gathers rows (progress, and the videos left for the next run); then finalize (pipeline/finalize.py) turns
+the ledger into shards, index.parquet, stats.json and report.html, on Ray tasks when running on Ray.
 CPU stages run as Ray tasks, model stages as actor pools (fractional GPUs with --num-gpus).
 `ray.init()` starts a local cluster; set RAY_ADDRESS to join an existing one (the --out dir must then be on
 storage every node can reach).
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import json
 import logging
 import os
 import pickle
@@ -29,8 +32,9 @@ from . import faults
 from .config import LANGS, SAMPLE_MANIFESTS, BuildConfig, load_config, save_config
 from .manifest import load_manifests
 from .ray_connect import RAY_CONNECT_TIMEOUT_S, RayUnavailable, connect_ray  # noqa: F401
-from .record import Row
+from .record import STATUS_OK, STATUS_RETRY, Row
 from .stages.base import Stage
+from .stages.commit import Commit
 from .stages.download import Download
 from .stages.faces import FaceTrack
 from .stages.language import LanguageTagger
@@ -44,7 +48,8 @@ log = logging.getLogger("pipeline.build")
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 # The pipeline, read as one list.
-STAGES: list[type[Stage]] = [Download, Normalize, ShotSplit, FaceTrack, LanguageTagger, SyncFilter, QualityFilter]
+STAGES: list[type[Stage]] = [Download, Normalize, ShotSplit, FaceTrack, LanguageTagger, SyncFilter, QualityFilter,
+                             Commit]
 
 for _var, _val in (("RAY_USAGE_STATS_ENABLED", "0"), ("HF_HUB_OFFLINE", "1"), ("PYANNOTE_METRICS_ENABLED", "0")):
     os.environ.setdefault(_var, _val)
@@ -160,40 +165,77 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
 
 
 def build(cfg: BuildConfig, use_ray: bool = True, stages: list[type[Stage]] | None = None) -> dict:
-    """Run the whole build; returns the stats dict also written to <out>/stats.json. `stages`: debug subset.
+    """Run the whole build; returns the stats dict also written to <out>/stats.json. `stages`: debug subset
+    (Commit is always appended: without it nothing would be committed).
 
-    Order: manifests are validated and their keys checked (nothing written yet), then the sink takes the --out
-    lock before anything goes into --out; a rerun with nothing left to do stops before any model loads."""
+    Order: manifests are validated and their keys checked (nothing written yet), then the --out lock is taken
+    before anything goes into --out. A rerun with nothing left to do builds no stage (no model loads); it still
+    finalizes, because the last finalize may have been killed, unless its record says it completed on exactly
+    these inputs (then it only reads stats.json)."""
+    from . import sink
+    from .finalize import finalize, is_complete, mark_complete
     from .media import require_ffmpeg
     from .report import write_report
-    from .sink import ShardSink
 
     require_ffmpeg()
     out = Path(cfg.out)
     seeds = load_manifests(cfg.manifests, cfg.langs, limit=cfg.limit)
-    sink = ShardSink(cfg)  # takes the lock on --out first
+    lock = sink.take_lock(out)  # first: before anything is written, and before recover deletes .tmp files
     try:
         save_config(cfg, out / "config.yaml")
-        todo = [s for s in seeds if not sink.is_done(s["video_key"])]
+        sink.recover(out)
+        done = sink.done_videos(out)
+        todo = [s for s in seeds if s["video_key"] not in done]
         log.info("%d source rows, %d already done (ledger), %d to process", len(seeds), len(seeds) - len(todo), len(todo))
         t0 = time.time()
-        if todo:
-            stopped = _run_stream(cfg, sink, todo, use_ray, list(STAGES) if stages is None else stages, t0)
-            if stopped is not None:  # a transient failure of the whole stream (the cluster lost, ...)
-                for seed in todo:
-                    sink.leave_for_next_run(seed["video_key"], "build", faults.describe(stopped))
-        else:
+        pending: dict[str, dict[str, str]] = {}
+        if not todo:
             log.info("nothing to do: every source video is in %s", out / "ledger")
-    finally:  # also on Ctrl-C or a Ray failure: commit the videos already finished, a rerun does the rest
-        sink.close()
-    stats = write_report(cfg, pending=sink.retry_later)
-    log.info("done in %.1f s: %s", time.time() - t0, out)
-    return stats
+            if is_complete(cfg, pending):
+                log.info("the last finalize completed on these inputs: shards, index and report are current")
+                return json.loads((out / "stats.json").read_text())
+        finished = False
+        try:
+            if todo:
+                stages = list(STAGES) if stages is None else list(stages)
+                if Commit not in stages:
+                    stages.append(Commit)
+                stopped = _run_stream(cfg, todo, use_ray, stages, pending, t0)
+                if stopped is not None:  # a transient failure of the whole stream (the cluster lost, ...)
+                    done = sink.done_videos(out)
+                    for seed in todo:
+                        if seed["video_key"] not in done:
+                            pending.setdefault(seed["video_key"], {"stage": "build", "detail": faults.describe(stopped)})
+            finished = True
+        finally:  # also on Ctrl-C or a Ray failure: the videos already committed get their shards
+            summary = _finalize_anyway(cfg, use_ray and finished, finished, finalize)
+            pending |= summary["pending"] if summary is not None else {}
+            sink.write_pending(out, pending)
+        stats = write_report(cfg, pending=pending)
+        mark_complete(cfg, pending)
+        log.info("done in %.1f s: %s (%d shards, %d rewritten, %d duplicates)", time.time() - t0, out,
+                 summary["shards"], summary["rewritten"], summary["duplicates"])  # fmt: skip
+        return stats
+    finally:
+        lock.close()
 
 
-def _run_stream(cfg: BuildConfig, sink, todo: list[Row], use_ray: bool, stages: list[type[Stage]],
-                t0: float) -> BaseException | None:
-    """Feed every finished video to the sink; returns the transient error that cut the stream short, if any."""
+def _finalize_anyway(cfg: BuildConfig, use_ray: bool, finished: bool, finalize) -> dict | None:
+    """finalize(); on the way out of a failed or interrupted run, a failing finalize must not hide why the run
+    stopped (it is logged; the next run finalizes again), so it returns None there instead of raising."""
+    if finished:
+        return finalize(cfg, use_ray=use_ray)
+    try:
+        return finalize(cfg, use_ray=False)
+    except Exception as exc:
+        log.error("finalize after the failed run failed too (the next run finalizes again): %s", faults.describe(exc))
+        return None
+
+
+def _run_stream(cfg: BuildConfig, todo: list[Row], use_ray: bool, stages: list[type[Stage]],
+                pending: dict[str, dict[str, str]], t0: float) -> BaseException | None:
+    """Gather every finished video (Commit wrote its ledger entry where it ran); a video with a retry_later row
+    goes into `pending`. Returns the transient error that cut the stream short, if any."""
     from tqdm import tqdm
 
     videos = [[s] for s in todo]
@@ -201,18 +243,30 @@ def _run_stream(cfg: BuildConfig, sink, todo: list[Row], use_ray: bool, stages: 
         start_ray(cfg, stages)  # before the stream: a cluster that cannot be reached is a refusal, not a retry
     stream = run_ray(cfg, videos, stages) if use_ray else run_local([cls(cfg) for cls in stages], videos)
     with tqdm(total=len(todo), desc="videos", unit="video", file=sys.stderr, disable=None) as bar:
-        last_log, done = 0.0, 0
+        last_log, n_done, n_ok, n_drop, seen = 0.0, 0, 0, 0, set()
         try:
             for rows in stream:
-                sink.add_video(rows)
-                done += 1
+                vk = rows[0]["video_key"] if rows else ""
+                if vk in seen:
+                    log.warning("build: %s arrived twice; its ledger entry is written once per arrival", vk)
+                seen.add(vk)
+                waiting = next((r for r in rows if r.get("status") == STATUS_RETRY), None)
+                if waiting is not None:  # not ledgered: the next run redoes the whole video
+                    log.warning("build: %s left for the next run (%s: %s)", vk, waiting.get("drop_stage") or "?",
+                                str(waiting.get("drop_detail", ""))[:200])  # fmt: skip
+                    pending[vk] = {"stage": str(waiting.get("drop_stage", "")),
+                                   "detail": str(waiting.get("drop_detail", ""))[:500]}  # fmt: skip
+                else:
+                    pending.pop(vk, None)
+                    n_ok += sum(r.get("status") == STATUS_OK for r in rows)
+                    n_drop += sum(r.get("status") != STATUS_OK for r in rows)
+                n_done += 1
                 bar.update(1)
-                bar.set_postfix(kept=sink.n_kept, dropped=sink.n_dropped, later=len(sink.retry_later))
-                if time.time() - last_log >= 30 or done == len(todo):  # the bar is off when logs go to a file
+                bar.set_postfix(ok=n_ok, dropped=n_drop, later=len(pending))
+                if time.time() - last_log >= 30 or n_done == len(todo):  # the bar is off when logs go to a file
                     last_log = time.time()
-                    log.info("progress: %d/%d videos, %d clips kept, %d dropped, %d videos left for the next run, "
-                             "%.0f s", done, len(todo), sink.n_kept, sink.n_dropped, len(sink.retry_later),
-                             last_log - t0)  # fmt: skip
+                    log.info("progress: %d/%d videos, %d clips ok so far, %d dropped, %d videos left for the next "
+                             "run, %.0f s", n_done, len(todo), n_ok, n_drop, len(pending), last_log - t0)  # fmt: skip
         except Exception as exc:
             if not faults.is_transient(exc):
                 raise

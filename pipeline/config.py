@@ -49,7 +49,8 @@ class ShotsConfig:
     threshold: float = 3.0
     min_scene_s: float = 0.6
     min_clip_s: float = 2.0
-    max_clip_s: float = 20.0
+    max_clip_s: float = 20.0  # longest window (clip) of a take; longer takes are cut into consecutive windows
+    max_take_s: float = 300.0  # longest take (one tracked speaker, one shot); longer scenes are cut here
     trim_s: float = 0.5  # trimmed at each cut
 
 
@@ -121,6 +122,35 @@ class RetryConfig:
 
 
 @dataclass
+class IdentityConfig:
+    method: str = "auto"  # auto (agglomerative up to max_agglomerative takes, else dbscan) | agglomerative | dbscan
+    threshold: float = 0.05  # cosine distance, average linkage, dlib 128-D (benchmarks/RESULTS_identity.md)
+    dbscan_eps: float = 0.05  # cosine distance, single linkage (dbscan), dlib 128-D
+    threshold_512: float = 0.6  # the same for ArcFace 512-D (uncalibrated here: no insightface pack offline)
+    dbscan_eps_512: float = 0.5
+    max_agglomerative: int = 20000  # the agglomerative path holds an n x n distance matrix
+
+
+@dataclass
+class SplitsConfig:
+    train: float = 0.8  # share of identities per split (by a hash of the identity id; no identity in two splits)
+    val: float = 0.1
+    test: float = 0.1
+    seed: str = "tfw"  # changes which identities land where
+
+
+@dataclass
+class DedupConfig:
+    enabled: bool = True
+    max_hamming: int = 12  # bits of 64 for two pHash samples to match
+    min_match: float = 0.7  # share of overlapping samples that must match
+    min_overlap: float = 0.5  # share of the later clip that must overlap the kept one
+    max_audio_ber: float = 0.25  # audio fingerprint bit error rate (re-encodes ~0.04, other speech ~0.47)
+    max_id_dist: float = 0.1  # identity cosine distance (same footage ~0.01)
+    max_bucket: int = 500
+
+
+@dataclass
 class BuildConfig:
     out: str = "out"
     manifests: str = SAMPLE_MANIFESTS
@@ -138,6 +168,9 @@ class BuildConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    splits: SplitsConfig = field(default_factory=SplitsConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
 
     @property
     def work_dir(self) -> Path:
@@ -210,6 +243,7 @@ def load_config(path: str | Path | None = None, *, trusted: bool = True, **overr
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("sync", "scorer"): ("auto", "syncnet", "fused", "energy"),
     ("sync", "realign"): ("auto", "always", "never"),
+    ("identity", "method"): ("auto", "agglomerative", "dbscan"),
 }
 
 

@@ -1,7 +1,8 @@
-"""What rows become on disk outside the shards' media: sample .json metadata, ledger files, index.parquet.
+"""What rows become on disk outside the shards' media: sample .json metadata, ledger entries, index.parquet.
 
 Sample `.json` files carry no host paths (`public_fields`); the ledger and the index, for the build machine,
 keep every scalar field including the work paths. Every file is written to a temp name and renamed.
+A video is done when its ledger entry `<out>/ledger/<video_key>.json` exists (the Commit stage writes it).
 """
 
 from __future__ import annotations
@@ -9,16 +10,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .manifest import source_kind
-from .record import Row
+from .record import Row, safe_id
 
 # First columns of the index; the rest follow in first-seen order.
-INDEX_FIRST = ("key", "video_key", "lang_expected", "status", "drop_stage", "drop_reason", "shard")
+INDEX_FIRST = ("key", "video_key", "lang_expected", "status", "drop_stage", "drop_reason", "split", "identity_id",
+               "take_id", "take_index", "shard")  # fmt: skip
 
 
 def scalar_fields(row: Row) -> dict[str, Any]:
@@ -51,8 +54,14 @@ def public_fields(row: Row, manifests: str | Path) -> dict[str, Any]:
     return out
 
 
+def sample_json(row: Row, manifests: str | Path) -> bytes:
+    """The bytes of a sample's .json member (`public_fields`, keys sorted: the same row gives the same bytes)."""
+    return json.dumps(public_fields(row, manifests), ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a .tmp sibling + fsync + rename so a crash or a full disk never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
@@ -65,23 +74,35 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-_write_atomic = write_atomic
+# ---- ledger -----------------------------------------------------------------------------------------------------
+def ledger_path(out: str | Path, video_key: str) -> Path:
+    return Path(out) / "ledger" / f"{safe_id(video_key)}.json"
 
 
-def read_ledger(ledger_dir: str | Path) -> list[Row]:
-    """Every index row of every committed video (one per clip, kept or dropped)."""
-    rows: list[Row] = []
-    for path in sorted(Path(ledger_dir).glob("*.json")):
-        rows.extend(json.loads(path.read_text())["rows"])
-    return rows
+def write_ledger(out: str | Path, video_key: str, rows: list[Row], prints: dict[str, dict[str, str]]) -> None:
+    """Commit one video: its index rows (scalars) and, per clip with members, its fingerprints."""
+    entry = {"video_key": video_key, "committed_at": time.time(), "rows": [scalar_fields(r) for r in rows],
+             "prints": prints}  # fmt: skip
+    write_atomic(ledger_path(out, video_key), json.dumps(entry, ensure_ascii=False).encode("utf-8"))
 
 
-def write_index(ledger_dir: str | Path, path: str | Path) -> Path:
-    """index.parquet from the ledger: columns are the union over rows (nulls where a row lacks one)."""
+def read_ledger(out: str | Path) -> list[dict[str, Any]]:
+    """Every committed ledger entry, in file-name order."""
+    d = Path(out) / "ledger"
+    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
+
+
+def done_videos(out: str | Path) -> set[str]:
+    return {e["video_key"] for e in read_ledger(out)}
+
+
+# ---- index ------------------------------------------------------------------------------------------------------
+def write_index(rows: list[Row], path: str | Path) -> Path:
+    """index.parquet: one row per clip; columns are the union over rows (nulls where a row lacks one)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = read_ledger(ledger_dir)
+    rows = [scalar_fields(r) for r in rows]
     names: dict[str, None] = {k: None for k in INDEX_FIRST}
     for row in rows:
         names.update(dict.fromkeys(row))
@@ -95,6 +116,10 @@ def write_index(ledger_dir: str | Path, path: str | Path) -> Path:
     table = pa.table(columns) if rows else pa.table({k: pa.array([], type=pa.string()) for k in names})
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

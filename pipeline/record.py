@@ -6,15 +6,22 @@ seed       key, video_key, lang_expected, source, source_id, status="ok", drop_r
            source_public (what a sample's .json calls the source: no host path; pipeline/manifest.py)
 download   video_path, title, channel, duration_s, license, webpage_url
 normalize  norm_path (25 fps CFR H.264 + 16 kHz mono PCM in one .mkv), width, height, fps, audio_path (.wav)
-shots      -> one row per clip: key="<video_key>-s0003", shot_index, start_s, end_s, n_clips (clips of the video)
-faces      track_path (.npz: frames, boxes, landmarks, pose, mouth_open, id_embedding), crop_path (.mp4),
+shots      -> one row per scene piece (<= shots.max_take_s): key="<video_key>-s0003", shot_index, start_s, end_s,
+           n_clips (pieces of the video)
+faces      -> one row per window (<= shots.max_clip_s) of each take (pipeline/takes.py): key="<take_id>[-wNNN]",
+           start_s/end_s narrowed to the window, take_id, take_index, take_windows, prev_key, take_s,
+           take_coverage (the presence rule's share, per take);
+           track_path (.npz: frames, boxes, landmarks, pose, mouth_open, id_embedding), crop_path (.mp4),
            face_px, n_faces, face_coverage, yaw_abs_mean, pitch_abs_mean, detector,
            face_detail_px, face_blockiness, face_native_px (the face at source resolution: face_quality.py)
 language   lang, lang_prob, lang_top3 (json), speech_ratio, n_speakers (-1 = check did not run), transcript
            speaker_check ("pyannote" | "not_run"), lang_model (which Whisper weights)
 sync       av_offset_frames, sync_conf, sync_scorer, clip_wav_path (.wav), sync_shift_frames (audio moved by)
 quality    sharpness, brightness, yaw_abs_max, pitch_abs_max
-sink       shard (path of the shard holding the kept clip, "" for drops)
+sink       (the Commit stage) write_failed drops; the ledger entry also holds each clip's fingerprints
+finalize   (pipeline/finalize.py) re-decides the score gates (pipeline/gates.py; rebuild_gate names a loosened
+           hard gate the row might now pass), then duplicate_of (drop "duplicate"), identity_id, split
+           (train | val | test), shard (path under shards/ of the kept clip's shard, "" for drops)
 
 Rows carry paths to media on storage every Ray node can reach, never decoded frames or large arrays.
 A dropped row keeps status="dropped", drop_reason and drop_stage; later stages pass it through untouched.
@@ -44,6 +51,7 @@ DROP_REASONS: dict[str, tuple[str, ...]] = {
     "language": ("lang_mismatch", "lang_uncertain", "no_speech", "multi_speaker"),
     "sync": ("out_of_sync",),
     "quality": ("blurry", "extreme_pose", "too_dark"),
+    "dedup": ("duplicate",),
     "sink": ("write_failed",),
 }
 # Any stage may also record "error": an unexpected exception on one item (drop_detail holds the message).

@@ -1,4 +1,5 @@
-"""stats.json + report.html from index.parquet: hours and clips per language, the drop funnel, score histograms.
+"""stats.json + report.html from index.parquet: hours and clips per language and split, the drop funnel, score
+histograms, takes by length, identities per language, and the threshold sweep (pipeline/sweep.py).
 
 Why a report: a curation run is judged by what it kept and why it dropped the rest; this page answers both per
 language without any tool but a browser (self-contained: plots are inline base64 PNGs, no scripts, no network).
@@ -87,10 +88,46 @@ def _group_stats(df: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def compute_stats(df: pd.DataFrame) -> dict[str, Any]:
+TAKE_BINS_S: tuple[float, ...] = (0, 10, 20, 40, 60, 120, 300, 600, float("inf"))
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    return df[name] if name in df else pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def _dataset_stats(df: pd.DataFrame) -> dict[str, Any]:
+    """Hours per language per split, takes by kept length, identities per language, rows needing a rebuild."""
+    kept = df[df["kept"]].copy()
+    kept["split"] = _col(kept, "split").fillna("")
+    splits: dict[str, dict[str, dict[str, float]]] = {}
+    for (split, lang), g in sorted(kept.groupby(["split", "report_lang"])):
+        splits.setdefault(str(split), {})[str(lang)] = {"clips": int(len(g)), "hours": float(g["clip_s"].fillna(0).sum() / 3600)}
+    take = _col(kept, "take_id").fillna(kept["key"])
+    lengths = kept.groupby(take)["clip_s"].sum().to_numpy(dtype=float) if len(kept) else np.zeros(0)
+    windows = kept.groupby(take).size() if len(kept) else pd.Series(dtype=int)
+    counts, _ = np.histogram(lengths, bins=np.array(TAKE_BINS_S))
+    bins = [f"{int(a)}-{int(b)} s" if np.isfinite(b) else f">= {int(a)} s" for a, b in zip(TAKE_BINS_S, TAKE_BINS_S[1:], strict=False)]
+    ident = _col(kept, "identity_id")
+    identities = {str(lang): int(ident[kept["report_lang"] == lang].nunique()) for lang in sorted(kept["report_lang"].unique())}
+    rebuild = _col(df, "rebuild_gate").dropna()
+    return {
+        "splits": splits,
+        "takes": {"n": int(len(lengths)), "multi_window": int((windows > 1).sum()), "longest_s": float(lengths.max(initial=0.0)),
+                  "by_length": dict(zip(bins, (int(c) for c in counts), strict=True)), "lengths_s": sorted(lengths.tolist())},
+        "identities": {"total": int(ident.nunique()), "by_language": identities},
+        "rebuild_needed": {str(k): int(v) for k, v in rebuild[rebuild != ""].value_counts().sort_index().items()},
+    }  # fmt: skip
+
+
+def compute_stats(df: pd.DataFrame, cfg: BuildConfig | None = None) -> dict[str, Any]:
     totals = _group_stats(df)
     languages = {lang: _group_stats(g) for lang, g in sorted(df.groupby("report_lang"), key=lambda x: x[0])}
-    return {"totals": totals, "languages": languages}
+    out = {"totals": totals, "languages": languages, **_dataset_stats(df)}
+    if cfg is not None:
+        from .sweep import sweep
+
+        out["sweep"] = sweep(df, cfg)
+    return out
 
 
 # ---- HTML ---------------------------------------------------------------------------------------------------
@@ -138,6 +175,31 @@ def _plots(df: pd.DataFrame, stats: dict[str, Any]) -> list[str]:
         ax.set_title("drop funnel: clips dropped per stage")
         ax.legend(ncol=min(len(langs), 10), fontsize=8)
         figs.append(_img("funnel", "Drop funnel per stage per language", _png(fig)))
+
+    lengths = stats.get("takes", {}).get("lengths_s") or []
+    if lengths:
+        fig, ax = plt.subplots(figsize=(4.8, 2.8))
+        ax.hist(lengths, bins=np.array(TAKE_BINS_S[:-1] + (max(max(lengths), TAKE_BINS_S[-2]) + 1,)), color="#37a")
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_title("takes by kept length (s)")
+        figs.append(_img("takes", "Takes by length", _png(fig)))
+    sw = stats.get("sweep") or []
+    if sw:
+        cols = 4
+        fig, axes = plt.subplots((len(sw) + cols - 1) // cols, cols, figsize=(12, 2.4 * ((len(sw) + cols - 1) // cols)),
+                                 squeeze=False)  # fmt: skip
+        for ax, g in zip(axes.ravel(), sw, strict=False):
+            ax.plot(g["values"], g["clips"], "o-", color="#3a7", ms=3, label="kept")
+            if any(g["rebuild"]):
+                ax.plot(g["values"], np.add(g["clips"], g["rebuild"]), ":", color="#c55", label="+ rebuild")
+            ax.axvline(g["current"], color="k", lw=1, ls="--")
+            ax.set_title(g["label"], fontsize=9)
+            ax.tick_params(labelsize=7)
+        for ax in axes.ravel()[len(sw):]:
+            ax.axis("off")
+        fig.suptitle("clips kept per threshold (dashed: today's setting)", fontsize=10)
+        fig.tight_layout()
+        figs.append(_img("sweep", "Threshold sweep", _png(fig)))
 
     for col in ("clip_s",) + HIST_SCORES:
         if col not in df:
@@ -195,10 +257,32 @@ def render_html(df: pd.DataFrame, stats: dict[str, Any], title: str) -> str:
                           + [sc["all"]["n"], sc["all"]["mean"]])  # fmt: skip
     parts.append("<h2>Scores</h2>")
     parts.append(_table("scores", ["score", "kept n", "kept mean", "kept p10", "kept p50", "kept p90", "all n", "all mean"], score_rows))
+    parts.append("<h2>Splits (by identity)</h2>")
+    parts.append(_table("splits", ["split", "language", "clips", "hours"],
+                        [[sp, lang, v["clips"], v["hours"]] for sp, by in stats.get("splits", {}).items() for lang, v in by.items()]))
+    tk = stats.get("takes", {})
+    parts.append(f"<h2>Takes</h2><p id=\"takes-summary\">{tk.get('n', 0)} takes kept, {tk.get('multi_window', 0)} of "
+                 f"several windows, longest {tk.get('longest_s', 0.0):.1f} s</p>")
+    parts.append(_table("takes", ["kept length", "takes"], [[b, n] for b, n in tk.get("by_length", {}).items()]))
+    ids = stats.get("identities", {})
+    parts.append("<h2>Identities</h2>")
+    parts.append(_table("identities", ["language", "identities"],
+                        [[k, v] for k, v in ids.get("by_language", {}).items()] + [["all", ids.get("total", 0)]]))
+    parts.append("<h2>Threshold sweep</h2><p>Clips and hours kept if one gate's threshold moved (all others as "
+                 "today); <b>rebuild</b>: rows a hard gate dropped that would pass, but whose later scores were "
+                 "never measured. Change a threshold with <code>python -m pipeline.select --out OUT --set "
+                 "sync.min_conf=2.5</code>.</p>")
+    sweep_rows = [[g["label"], g["gate"], v, c, h, rb, "today" if v == float(f"{g['current']:.4g}") else ""]
+                  for g in stats.get("sweep", []) for v, c, h, rb in zip(g["values"], g["clips"], g["hours"], g["rebuild"], strict=True)]  # fmt: skip
+    parts.append(_table("sweep", ["gate", "setting", "threshold", "clips", "hours", "rebuild", "today"], sweep_rows))
+    rb = stats.get("rebuild_needed", {})
+    if rb:
+        parts.append(_table("rebuild", ["gate", "rows a rebuild might keep"], [[k, v] for k, v in rb.items()]))
     parts.append("<h2>Plots</h2>")
     plots = _plots(df, stats)
     parts.append("".join(plots) if plots else '<p id="no-plots">No clips to plot.</p>')
     style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:.5em 0}"
+             "#sweep tr:has(td:last-child:not(:empty)){font-weight:bold;background:#efe}"
              "td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px}th{background:#eee}"
              "figure{display:inline-block;margin:.5em}img{max-width:100%}")  # fmt: skip
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
@@ -208,14 +292,16 @@ def render_html(df: pd.DataFrame, stats: dict[str, Any], title: str) -> str:
 def write_report(cfg: BuildConfig, pending: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """Write <out>/stats.json and <out>/report.html from <out>/index.parquet; returns the stats dict.
 
-    `pending`: videos left for the next run after transient failures (the sink's retry_later; not in the index).
-    Both files are written to a temp name and renamed, so a full disk never leaves a truncated report."""
-    from .index import write_atomic
+    `pending`: videos left for the next run after transient failures (not in the index; default: what
+    <out>/pending.json lists). Both files are written to a temp name and renamed, so a full disk never leaves a
+    truncated report."""
+    from .sink import read_pending, write_atomic
 
     out = Path(cfg.out)
+    pending = read_pending(out) if pending is None else pending
     df = load_index(out)
-    stats = compute_stats(df)
-    stats["pending"] = {"videos": len(pending or {}), "video_keys": sorted(pending or {})}
+    stats = compute_stats(df, cfg)
+    stats["pending"] = {"videos": len(pending), "video_keys": sorted(pending)}
     page = render_html(df, stats, f"Talking-face curation report: {out.resolve().name}")
     if pending:
         note = (f'<p id="pending">{len(pending)} source videos are left for the next run after transient failures '

@@ -105,7 +105,7 @@ def test_train_streams_the_shards(trained: Path) -> None:
 def test_evaluate_and_generate_on_the_build(built: Path, trained: Path, tmp_path: Path, shared_media: Path) -> None:
     ev = tmp_path / "eval"
     _run(
-        ["-m", "mcdm_model.evaluate", "--shards", str(built / "shards"), "--checkpoint", str(trained),
+        ["-m", "mcdm_model.evaluate", "--shards", str(built / "shards"), "--split", "all", "--checkpoint", str(trained),
          "--clips", "2", "--max-samples", "1", "--steps", "2", "--out", str(ev), "--no-progress"],
         timeout=900,
     )  # fmt: skip

@@ -51,7 +51,7 @@ def shard_keys(out: Path) -> list[str]:
     """Every sample key in every committed shard (with repeats, so duplicates show)."""
     import webdataset as wds
 
-    urls = sorted(str(p) for p in (out / "shards").glob("*/*.tar"))
+    urls = sorted(str(p) for p in (out / "shards").rglob("*.tar"))
     return [s["__key__"] for s in wds.WebDataset(urls, shardshuffle=False, empty_check=False)] if urls else []
 
 
@@ -59,7 +59,7 @@ def shard_json(out: Path) -> dict[str, dict]:
     """key -> the sample's .json, for every committed sample."""
     import webdataset as wds
 
-    urls = sorted(str(p) for p in (out / "shards").glob("*/*.tar"))
+    urls = sorted(str(p) for p in (out / "shards").rglob("*.tar"))
     samples = wds.WebDataset(urls, shardshuffle=False, empty_check=False) if urls else []
     return {s["__key__"]: json.loads(s["json"]) for s in samples}
 

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from .. import faults, inject
 from ..config import BuildConfig
+from ..gates import origin
 from ..record import STATUS_RETRY, Row, drop, is_ok, retry_later
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ T = TypeVar("T")
 class Stage:
     name: str = "stage"  # must be a key of record.DROP_REASONS
     uses_model: bool = False  # model stages run as Ray actor pools (GPU when present)
+    # also process rows a soft gate dropped (pipeline/gates.py), so `pipeline.select` can re-keep them
+    scores_soft_drops: bool = False
 
     def __init__(self, cfg: BuildConfig):
         self.cfg = cfg
@@ -57,7 +60,7 @@ class Stage:
         return drop(row, "error", self.name, faults.describe(exc))
 
     def __call__(self, row: Row) -> list[Row]:
-        if not is_ok(row):
+        if not is_ok(row) and not (self.scores_soft_drops and origin(row)[0] == "soft"):
             return [row]
         token = inject.set_stage(self.name)
         try:

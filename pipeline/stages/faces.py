@@ -19,10 +19,12 @@ import numpy as np
 from .. import face_quality
 from ..config import BuildConfig
 from ..face_video import CropWriter, clip_frames, sampled_frames
+from ..gates import BY_NAME
 from ..media import MediaError
 from ..models.face_detectors import Detections
 from ..models.face_models import load_face_models
 from ..record import Row, drop, make_key
+from ..takes import take_windows
 from ..track import (
     IouTracker,
     Track,
@@ -119,14 +121,9 @@ class FaceTrack(Stage):
             reason = "no_face" if any_face < 0.5 else "track_broken"
             row["face_coverage"] = max((len(t.frames) for t in tracks), default=0) / len(samples)
             return drop(row, reason, self.name, f"face in {any_face:.0%} of sampled frames, longest track too short")
-        rows = []
-        for j, (track, a, b) in enumerate(segs):
-            r = dict(row)
-            if len(segs) > 1 or (a, b) != (0, n):
-                r["start_s"], r["end_s"] = start + a / fps, start + b / fps
-                r["key"] = self._track_key(row, j)
-            rows.append(self.gate(r, track, a, b, samples, dets))
-        todo = [(r, s) for r, s in zip(rows, segs, strict=True) if r["status"] == "ok"]
+        wins = take_windows(row, segs, n, fps, self.cfg.shots.max_clip_s, lambda j: self._track_key(row, j), samples)
+        rows = [self.gate(r, *seg, samples, dets) for r, seg in wins]  # one row per window of each take
+        todo = [(r, seg) for r, seg in wins if r["status"] == "ok"]
         if todo:
             self.render(row, todo, start, n, fps)
         return rows if len(rows) > 1 else rows[0]
@@ -172,7 +169,7 @@ class FaceTrack(Stage):
         r["face_px"] = float(np.median(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])))
         if crowded > 0.1 * len(seg_samples):
             return drop(r, "multi_face", self.name, f"{n_faces} faces; second face in {crowded}/{len(seg_samples)} sampled frames")
-        if r["face_px"] < self.fc.min_face_px:
+        if BY_NAME["faces.min_face_px"].fails(r, self.fc):
             return drop(r, "small_face", self.name, f"median face {r['face_px']:.0f} px < {self.fc.min_face_px}")
         return r
 
@@ -215,7 +212,7 @@ class SegmentRenderer:
         self.quality: list[tuple[float, float, float]] = []
         self.crop_path = work / f"{row['key']}_crop.mp4"
         self.track_path = work / f"{row['key']}_track.npz"
-        self.writer = CropWriter(self.crop_path, self.size, fps)
+        self.writer: CropWriter | None = None  # opened at the window's first frame: a long take has many windows
 
     def feed(self, i: int, frame: np.ndarray) -> None:
         if not self.a <= i < self.b:
@@ -231,25 +228,31 @@ class SegmentRenderer:
             self.embs.append(models.embedder.embed(frame, lm))
         if i in self.q_frames:  # before any resize: the quality gates measure the face, not the upscaled crop
             self.quality.append(face_quality.measure(frame, lm))
+        if self.writer is None:
+            self.writer = CropWriter(self.crop_path, self.size, self.fps)
         self.writer.write(crop_frame(frame, self.windows[k], self.size))
+        if i == self.b - 1:
+            self.writer.close()  # frees the encoder while later windows of the take are still being read
 
     def abort(self) -> None:
-        self.writer.proc.kill()
-        self.writer.proc.wait()
+        if self.writer is not None and self.writer.proc.returncode is None:
+            self.writer.proc.kill()
+            self.writer.proc.wait()
         self.crop_path.unlink(missing_ok=True)
 
     def finish(self) -> None:
-        self.writer.close()
+        if self.writer is not None and self.writer.proc.returncode is None:
+            self.writer.close()
         n, r, fc = self.b - self.a, self.row, self.stage.fc
-        if self.writer.n != n or self.windows is None:
+        if self.writer is None or self.writer.n != n or self.windows is None:
             self.crop_path.unlink(missing_ok=True)
-            raise MediaError(f"{r['key']}: wrote {self.writer.n} of {n} crop frames")
+            raise MediaError(f"{r['key']}: wrote {0 if self.writer is None else self.writer.n} of {n} crop frames")
         if self.quality:
             q = np.median(np.asarray(self.quality), axis=0)
             r["face_detail_px"], r["face_blockiness"], r["face_native_px"] = (round(float(v), 3) for v in q)
         yaw, pitch = np.abs(self.pose[:, 0]), np.abs(self.pose[:, 1])
         r["yaw_abs_mean"], r["pitch_abs_mean"] = float(np.nanmean(yaw)), float(np.nanmean(pitch))
-        if r["yaw_abs_mean"] > fc.max_abs_yaw or r["pitch_abs_mean"] > fc.max_abs_pitch:
+        if BY_NAME["faces.max_abs_yaw"].fails(r, fc) or BY_NAME["faces.max_abs_pitch"].fails(r, fc):
             self.crop_path.unlink(missing_ok=True)
             drop(r, "extreme_pose", self.stage.name, f"mean |yaw| {r['yaw_abs_mean']:.0f}, |pitch| {r['pitch_abs_mean']:.0f}")
             return

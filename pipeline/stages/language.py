@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import BuildConfig
+from ..gates import BY_NAME
 from ..media import read_audio
 from ..models.diarization import NOT_RUN, load_diarizer
 from ..models.vad import SR, SileroVAD
@@ -30,6 +31,7 @@ from .base import Stage
 log = logging.getLogger(__name__)
 
 _NO_MODEL = object()
+SPEECH_GATE, LANG_GATE = BY_NAME["language.min_speech_ratio"], BY_NAME["language.min_lang_prob"]
 
 
 @dataclass
@@ -95,7 +97,7 @@ class LanguageTagger(Stage):
             return None
         spans = self.vad(audio)
         row["speech_ratio"] = round(spans.ratio, 4)
-        if spans.ratio < self.lcfg.min_speech_ratio:
+        if SPEECH_GATE.fails(row, self.lcfg):  # on the stored (rounded) value, as finalize re-decides it
             drop(row, "no_speech", self.name, f"speech ratio {spans.ratio:.2f} < {self.lcfg.min_speech_ratio}")
             return None
         speech = spans.speech_audio(audio, MAX_LID_S)
@@ -109,7 +111,7 @@ class LanguageTagger(Stage):
         row.update(lang=lang, lang_prob=round(float(prob), 4),
                    lang_top3=json.dumps([[c, round(float(p), 4)] for c, p in probs[:3]]))  # fmt: skip
         expected = row.get("lang_expected") or ""
-        if prob < self.lcfg.min_lang_prob:
+        if LANG_GATE.fails(row, self.lcfg):
             drop(row, "lang_uncertain", self.name, f"{lang} at p={prob:.2f} < {self.lcfg.min_lang_prob}")
             return
         if expected and lang != expected:

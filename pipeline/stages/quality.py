@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import media
-from ..record import Row, drop
+from ..gates import first_failing
+from ..record import Row, drop, is_ok
 from .base import Stage
 
 SAMPLES = 12
@@ -67,22 +68,14 @@ def measure(crop_path: str, track_path: str | None = None) -> dict[str, float]:
 
 
 class QualityFilter(Stage):
+    """Measures every row that reaches it, also those the sync gate dropped (a soft gate: select may re-keep them);
+    drops by the quality gates of pipeline/gates.py (too_dark, blurry, extreme_pose, in that order)."""
+
     name = "quality"
     uses_model = False
+    scores_soft_drops = True
 
     def process(self, row: Row) -> Row | list[Row]:
-        q = self.cfg.quality
         row |= measure(row["crop_path"], row.get("track_path"))
-        if row["brightness"] < q.min_brightness:
-            return drop(row, "too_dark", self.name, f"brightness {row['brightness']:.1f}")
-        if row.get("face_detail_px") is not None:
-            if row["face_detail_px"] < q.min_face_detail_px:
-                return drop(row, "blurry", self.name, f"face detail {row['face_detail_px']:.0f} px < {q.min_face_detail_px:g}")
-            if row["face_blockiness"] > q.max_blockiness:
-                return drop(row, "blurry", self.name,
-                            f"blockiness {row['face_blockiness']:.2f} > {q.max_blockiness:g} (compression)")  # fmt: skip
-        elif row["sharpness"] < q.min_sharpness:
-            return drop(row, "blurry", self.name, f"sharpness {row['sharpness']:.1f}")
-        if row["yaw_abs_max"] > q.max_abs_yaw or row["pitch_abs_max"] > q.max_abs_pitch:
-            return drop(row, "extreme_pose", self.name, f"yaw {row['yaw_abs_max']:.0f} pitch {row['pitch_abs_max']:.0f}")
-        return row
+        gate = first_failing(row, self.cfg, self.name) if is_ok(row) else None
+        return drop(row, gate.reason, self.name, gate.detail(row, self.cfg)) if gate else row

@@ -1,4 +1,7 @@
-"""Split a video into single-shot clips (PySceneDetect AdaptiveDetector), 2-20 s each.
+"""Split a video into single-shot scenes (PySceneDetect AdaptiveDetector) of 2 s up to `max_take_s` each.
+
+The faces stage then cuts each scene's speaker segments into windows of at most `max_clip_s` (pipeline/takes.py),
+so a take (one speaker, one shot) can run for minutes while every sample stays a short clip.
 
 Frames next to a cut are often blended or mid-transition, so `trim_s` is cut off at each cut (not at the start
 or end of the video). Clip bounds are snapped to the 25 fps frame grid of norm.mkv so that [start_s, end_s)
@@ -37,7 +40,8 @@ def plan_clips(
     min_clip_s: float,
     max_clip_s: float,
 ) -> list[tuple[float, float, bool]]:
-    """(start_s, end_s, long_enough) per clip: trimmed at cuts, snapped to frames, long scenes split evenly."""
+    """(start_s, end_s, long_enough) per scene piece: trimmed at cuts, snapped to frames, scenes longer than
+    `max_clip_s` (the stage passes max_take_s) split evenly."""
     out: list[tuple[float, float, bool]] = []
     for i, (a, b) in enumerate(scenes):  # the first start and the last end are the video's, not cuts
         start = a + (trim_s if i > 0 else 0.0)
@@ -68,7 +72,7 @@ class ShotSplit(Stage):
             return drop(row, "no_shots", self.name, f"cannot open video: {exc}")
         if not scenes:
             return drop(row, "no_shots", self.name, "no frames decoded")
-        clips = plan_clips(scenes, fps, c.trim_s, c.min_clip_s, c.max_clip_s)
+        clips = plan_clips(scenes, fps, c.trim_s, c.min_clip_s, c.max_take_s)
         if not clips:
             return drop(row, "no_shots", self.name, "no scenes after trimming")
         lang, out = row["lang_expected"], []

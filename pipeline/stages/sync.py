@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import media
 from ..config import CHOICES, BuildConfig, check_choices
+from ..gates import first_failing
 from ..models.sync_energy import HOP, SR, EnergySyncScorer
 from ..record import Row, drop
 from .base import Stage
@@ -104,11 +105,12 @@ class SyncFilter(Stage):
         row["av_offset_frames"] = int(curve.offset)
         row["sync_conf"] = float(curve.conf)
         row["sync_scorer"] = self.scorer.name
-        if abs(curve.offset) > sc.max_offset_frames or curve.conf < sc.min_conf:
-            return drop(row, "out_of_sync", self.name, f"offset {curve.offset} conf {curve.conf:.2f}")
+        # the clip audio is written for dropped clips too: the sync gate is soft (pipeline/gates.py), so
+        # `pipeline.select` with a looser threshold can keep them without re-running any model
         shift = int(curve.offset) if self.realigns else 0
         wav = Path(row["crop_path"]).parent / f"{row['key']}.wav"
         media.write_wav(aligned_clip_audio(context, n, lead, shift), wav, SR)
         row["clip_wav_path"] = str(wav)
         row["sync_shift_frames"] = shift
-        return row
+        gate = first_failing(row, self.cfg, self.name)
+        return drop(row, gate.reason, self.name, gate.detail(row, self.cfg)) if gate else row

@@ -22,8 +22,9 @@ from pipeline.record import Row
 from pipeline.stages.base import Stage
 
 ROOT = Path(__file__).resolve().parents[2]
-# Short real talking clips (one speaker each) from ../shared/media/video_av, 4.5-5 s.
-CLIPS: tuple[str, ...] = ("vexpress_AOC_en_4s.mp4", "retalking_face3_en.mp4", "retalking_face5_en.mp4",
+# Short real talking clips (one speaker each) from ../shared/media/video_av, 4.5-5 s. vexpress_AOC and
+# retalking_face3 are the same HDTF footage (finalize keeps one of them as a duplicate): not the first two.
+CLIPS: tuple[str, ...] = ("vexpress_AOC_en_4s.mp4", "retalking_face5_en.mp4", "retalking_face3_en.mp4",
                           "retalking_face2_en.mp4")  # fmt: skip
 
 
@@ -84,7 +85,7 @@ def shard_keys(out: Path) -> list[str]:
     """Every sample key in every committed shard (with repeats, so duplicates show)."""
     import webdataset as wds
 
-    urls = sorted(str(p) for p in (out / "shards").glob("*/*.tar"))
+    urls = sorted(str(p) for p in (out / "shards").rglob("*.tar"))
     return [s["__key__"] for s in wds.WebDataset(urls, shardshuffle=False, empty_check=False)] if urls else []
 
 

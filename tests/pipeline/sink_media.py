@@ -2,11 +2,15 @@
 
 Why: the sink only moves bytes and scalars, so a tiny crop mp4, clip wav and track npz derived from one real
 talking clip (read in place from ../shared/media) are enough; rows that use them mimic the data contract.
+Each source video (or `person`) gets its own identity embedding in its own track npz: a seeded unit vector
+standing in for the face model (these tests are about the sink; identity clustering is tested on real faces),
+so different videos are different people and finalize's duplicate check (which needs the same face) leaves them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +50,27 @@ def make_media(shared_media: Path, cache: Path) -> dict[str, Path]:
     return out
 
 
-def clip_row(m: dict[str, Path], lang: str, source_id: str, shot: int, **scores) -> dict:
+def track_for(m: dict[str, Path], person: str) -> Path:
+    """m["npz"] with the identity embedding of `person` (a unit vector seeded by the name)."""
+    import zlib
+
+    path = m["npz"].with_name(f"sink_track_{person}.npz")
+    if not path.exists():
+        arrays = dict(np.load(m["npz"]))
+        e = np.random.default_rng(zlib.crc32(person.encode())).normal(size=128).astype(np.float32)
+        arrays["id_embedding"] = e / np.linalg.norm(e)
+        tmp = path.with_name(path.stem + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    return path
+
+
+def clip_row(m: dict[str, Path], lang: str, source_id: str, shot: int, person: str | None = None, **scores) -> dict:
     """A kept clip row as it leaves the quality stage."""
     row = seed_row(lang, source_id, f"/videos/{source_id}.mp4")
     row |= {
         "key": make_key(lang, source_id, shot=shot), "shot_index": shot, "start_s": 1.0 + shot * 5, "end_s": 4.0 + shot * 5,
-        "crop_path": str(m["crop"]), "clip_wav_path": str(m["wav"]), "track_path": str(m["npz"]),
+        "crop_path": str(m["crop"]), "clip_wav_path": str(m["wav"]), "track_path": str(track_for(m, person or source_id)),
         "title": "a title; with 'quotes' & $(stuff)", "face_px": 300.0, "n_faces": 1, "lang": lang, "lang_prob": 0.95,
         "lang_top3": json.dumps([[lang, 0.95], ["en", 0.03]]), "av_offset_frames": 1, "sync_conf": 6.5,
         "sharpness": 120.0, "info": {"not": "a scalar"}, "boxes_inline": [1, 2, 3],
@@ -59,12 +78,39 @@ def clip_row(m: dict[str, Path], lang: str, source_id: str, shot: int, **scores)
     return row | scores
 
 
-def video(m: dict[str, Path], lang: str, source_id: str, kept: int, dropped: int = 0, reason: str = "no_face") -> list:
-    """One source video: `kept` ok clips then `dropped` clips dropped with `reason`."""
-    rows = [clip_row(m, lang, source_id, i) for i in range(kept + dropped)]
+# a score that fails its gate, for rows dropped by a score gate (a stage never drops a row whose score passes)
+FAILING = {"out_of_sync": {"sync_conf": 1.0}, "small_face": {"face_px": 100.0}, "blurry": {"sharpness": 5.0},
+           "too_dark": {"brightness": 10.0}, "lang_uncertain": {"lang_prob": 0.3}, "no_speech": {"speech_ratio": 0.0}}
+
+
+def video(m: dict[str, Path], lang: str, source_id: str, kept: int, dropped: int = 0, reason: str = "no_face",
+          person: str | None = None) -> list:
+    """One source video: `kept` ok clips then `dropped` clips dropped with `reason` (and a score failing it)."""
+    rows = [clip_row(m, lang, source_id, i, person) for i in range(kept + dropped)]
     for row in rows[kept:]:
+        row.update(FAILING.get(reason, {}))
         drop(row, reason)
     return rows
+
+
+def commit(cfg, *videos: list) -> None:
+    """What the graph's last stage does per video: members checked, fingerprints taken, ledger entry written."""
+    from pipeline.stages.commit import Commit
+
+    stage = Commit(cfg)
+    for rows in videos:
+        stage.run_video(rows)
+
+
+def build_out(cfg, *videos: list) -> dict:
+    """commit + finalize + report: an output dir as a build leaves it."""
+    from pipeline.finalize import finalize
+    from pipeline.report import write_report
+
+    commit(cfg, *videos)
+    summary = finalize(cfg)
+    write_report(cfg)
+    return summary
 
 
 def dropped_video(lang: str, source_id: str, reason: str = "download_failed") -> list:

@@ -13,8 +13,7 @@ import pytest
 from pipeline.config import BuildConfig
 from pipeline.record import STAGES
 from pipeline.report import write_report
-from pipeline.sink import ShardSink
-from tests.pipeline.sink_media import dropped_video, make_media, video
+from tests.pipeline.sink_media import build_out, dropped_video, make_media, video
 
 
 class _Dom(HTMLParser):
@@ -72,12 +71,9 @@ def built(shared_media, media_cache, tmp_path_factory) -> Path:
     """A sink output: en (3 videos, drops at sync, faces, download), zh (1 kept, 1 language drop)."""
     m = make_media(shared_media, media_cache)
     out = tmp_path_factory.mktemp("report")
-    s = ShardSink(BuildConfig(out=str(out)))
-    s.add_video(video(m, "en", "a", kept=3, dropped=2, reason="out_of_sync"))
-    s.add_video(video(m, "en", "b", kept=1, dropped=1, reason="small_face"))
-    s.add_video(dropped_video("en", "c"))
-    s.add_video(video(m, "zh", "d", kept=1, dropped=1, reason="lang_mismatch"))
-    s.close()
+    build_out(BuildConfig(out=str(out)), video(m, "en", "a", kept=3, dropped=2, reason="out_of_sync"),
+              video(m, "en", "b", kept=1, dropped=1, reason="small_face"), dropped_video("en", "c"),
+              video(m, "zh", "d", kept=1, dropped=1, reason="lang_mismatch"))  # fmt: skip
     return out
 
 
@@ -98,6 +94,17 @@ def test_stats_numbers(built):
     assert en["scores"]["sync_conf"]["kept"]["mean"] == pytest.approx(6.5)
     assert t["scores"]["face_px"]["all"]["n"] == 9 and t["scores"]["face_px"]["kept"]["n"] == 5
     assert en["scores"]["face_px"]["all"]["n"] == 7  # the download-dropped row has no face_px
+    # splits by identity: each video is one person here, so its clips share one split
+    assert sum(v["clips"] for by in stats["splits"].values() for v in by.values()) == 5
+    assert stats["identities"] == {"total": 3, "by_language": {"en": 2, "zh": 1}}
+    assert stats["takes"]["n"] == 5 and stats["takes"]["by_length"]["0-10 s"] == 5  # 3-s single-window takes
+    sweep = {g["gate"]: g for g in stats["sweep"]}
+    conf = sweep["sync.min_conf"]
+    assert conf["soft"] and 3.0 in conf["values"]
+    at = dict(zip(conf["values"], conf["clips"], strict=True))
+    assert at[3.0] == 5 and at[min(conf["values"])] == 7  # loosened to the lowest conf seen: the 2 sync drops return
+    size = sweep["faces.min_face_px"]
+    assert not size["soft"] and dict(zip(size["values"], size["rebuild"], strict=True))[100.0] == 1  # needs a rebuild
 
 
 def test_report_html_in_chromium(built, tmp_path):
@@ -115,7 +122,13 @@ def test_report_html_in_chromium(built, tmp_path):
     assert dom.tables["reasons"][-1][3] == "en-a-s0003 en-a-s0004"
     scores = {r[0]: r for r in dom.tables["scores"][1:]}
     assert scores["sync_conf"][1:3] == ["5", "6.5"] and scores["sync_conf"][6] == "9"  # kept n, mean; all n
-    want = {"plot-languages", "plot-funnel", "plot-hist-clip_s"} | {f"plot-hist-{c}" for c in
+    splits = dom.tables["splits"][1:]
+    assert sum(int(r[2]) for r in splits) == 5 and {r[1] for r in splits} == {"en", "zh"}
+    assert dom.tables["identities"][-1] == ["all", "3"]
+    today = [r for r in dom.tables["sweep"][1:] if r[-1] == "today"]
+    assert {r[1] for r in today} >= {"sync.min_conf", "faces.min_face_px", "quality.min_sharpness"}
+    assert next(r for r in today if r[1] == "sync.min_conf")[2:4] == ["3", "5"]
+    want = {"plot-languages", "plot-funnel", "plot-hist-clip_s", "plot-sweep", "plot-takes"} | {f"plot-hist-{c}" for c in
             ("lang_prob", "sync_conf", "av_offset_frames", "sharpness", "face_px")}  # fmt: skip
     assert want <= set(dom.images)
     for src in dom.images.values():
@@ -125,10 +138,7 @@ def test_report_html_in_chromium(built, tmp_path):
 
 def test_zero_kept_and_missing_scores(tmp_path):
     out = tmp_path / "out"
-    s = ShardSink(BuildConfig(out=str(out)))
-    s.add_video(dropped_video("en", "x", "download_failed"))
-    s.add_video(dropped_video("fr", "y", "corrupt_video"))
-    s.close()
+    build_out(BuildConfig(out=str(out)), dropped_video("en", "x", "download_failed"), dropped_video("fr", "y", "corrupt_video"))
     stats = write_report(BuildConfig(out=str(out)))
     assert stats["totals"]["kept"] == 0 and stats["totals"]["hours_kept"] == 0.0
     assert stats["languages"]["fr"]["funnel"][1]["reasons"] == {"corrupt_video": 1}
@@ -140,7 +150,7 @@ def test_zero_kept_and_missing_scores(tmp_path):
 
 
 def test_empty_index(tmp_path):
-    ShardSink(BuildConfig(out=str(tmp_path))).close()
+    build_out(BuildConfig(out=str(tmp_path)))
     stats = write_report(BuildConfig(out=str(tmp_path)))
     assert stats["totals"]["clips"] == 0 and stats["languages"] == {}
     assert "No clips to plot" in (tmp_path / "report.html").read_text()

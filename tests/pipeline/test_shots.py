@@ -60,7 +60,7 @@ def test_single_shot_clip_gives_exactly_one_clip(ingested_talking, talking_clip)
 
 def test_long_scene_split_and_short_scene_dropped(concat_norm):
     cfg, row = concat_norm
-    short = BuildConfig(out=cfg.out, shots=ShotsConfig(max_clip_s=2.0, min_clip_s=5.2))
+    short = BuildConfig(out=cfg.out, shots=ShotsConfig(max_take_s=2.0, min_clip_s=5.2))
     rows = ShotSplit(short)(dict(row))
     ok = [r for r in rows if r["status"] == "ok"]
     dropped = [r for r in rows if r["status"] == "dropped"]

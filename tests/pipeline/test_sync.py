@@ -153,7 +153,8 @@ def test_stage_measures_shift_realigns_audio_and_drops(sync_rows, tmp_path):
         load_config(bad)  # the build stops here, before Ray starts
     [far] = stage(_row(src, tmp_path, "en-k10", shift_k=10))
     assert far["status"] == "dropped" and far["drop_reason"] == "out_of_sync" and far["drop_stage"] == "sync"
-    assert abs(far["av_offset_frames"] - 10) <= 1 and "clip_wav_path" not in far
+    # the sync gate is soft: the dropped clip's audio is written too, so pipeline.select can keep it later
+    assert abs(far["av_offset_frames"] - 10) <= 1 and Path(far["clip_wav_path"]).is_file()
 
 
 def test_stage_realigns_a_real_source_that_is_off(sync_rows, tmp_path):

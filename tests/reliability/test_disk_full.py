@@ -7,6 +7,7 @@ the rerun, with the fault gone, ends with exactly the kept keys of a fault-free 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,8 @@ from tests.reliability.runner import (
     reference,
 )
 
+VICTIM = Path(CLIPS[1]).stem.lower()  # the video whose work dir fills up
+
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, shared_media):
@@ -33,13 +36,15 @@ def inputs(tmp_path_factory, shared_media):
 
 @pytest.mark.skipif(not can_mount_tmpfs(), reason="no unprivileged tmpfs mounts on this machine")
 def test_real_full_disk_during_normalize_is_retried_by_the_next_run(tmp_path, tmp_path_factory, inputs):
-    """The work dir on a 1 MiB tmpfs: ffmpeg itself fails with ENOSPC (not an injected error)."""
+    """One video's work dir on a 100 KiB tmpfs: ffmpeg itself fails with ENOSPC (not an injected error). Only that
+    video's dir: the work dir holds every committed clip's members, which finalize (and select) pack from, so the
+    rest of it must outlive the run, as a real disk does."""
     manifests, config = inputs
     out = tmp_path / "out"
-    first = build(out, manifests, config=config, prefix=on_tmpfs(out / "work", "1m"))
+    first = build(out, manifests, config=config, prefix=on_tmpfs(out / "work" / "en" / f"en-{VICTIM}", "100k"))
     assert first.returncode == 3, first.stderr[-3000:]
     left = pending(out)
-    assert left, "the 1 MiB work dir should not hold every normalised video"
+    assert left == [f"en-{VICTIM}"], "a 100 KiB work dir cannot hold a normalised video"
     assert f"{len(left)} videos left for the next run" in last_line(first)
     details = json.loads((out / "pending.json").read_text())["pending"]
     assert all("No space left on device" in d["detail"] for d in details), details

@@ -9,6 +9,7 @@ for the next run, and the flaky URLs end up kept like the good one.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,18 +22,21 @@ GIB = 1 << 30
 def server(shared_media, media_cache):
     from pipeline.media import ffmpeg
 
-    clip = media_cache / "reliab_served_3s.mp4"
-    if not clip.exists():
-        ffmpeg("-t", "3", "-i", str(shared_media / "video_av" / "hdtf_WDA_AOC_en_8s.mp4"), "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt",
-               "yuv420p", "-c:a", "aac", "-movflags", "+faststart", str(clip), timeout=120)  # fmt: skip
-    body = clip.read_bytes()
+    # three different people: one body under three URLs would be kept once (finalize drops duplicate footage)
+    bodies = []
+    for src in ("hdtf_WDA_AOC_en_8s.mp4", "hdtf_WDA_KatieHill_en_8s.mp4", "latentsync_demo3_en_20s.mp4"):
+        clip = media_cache / f"reliab_served_3s_{Path(src).stem}.mp4"
+        if not clip.exists():
+            ffmpeg("-t", "3", "-i", str(shared_media / "video_av" / src), "-c:v", "libx264", "-preset", "veryfast",
+                   "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart", str(clip), timeout=120)  # fmt: skip
+        bodies.append(clip.read_bytes())
     srv = FaultServer()
     srv.zeros("/zeros_len.mp4", 2 * GIB, with_length=True)
     srv.zeros("/zeros_stream.mp4", 2 * GIB, with_length=False)
     srv.drip("/drip.mp4", every_s=2.0)
-    srv.file("/ok.mp4", body)
-    srv.flaky("/flaky_a.mp4", body, ["503", "429"])
-    srv.flaky("/flaky_b.mp4", body, ["reset"])
+    srv.file("/ok.mp4", bodies[0])
+    srv.flaky("/flaky_a.mp4", bodies[1], ["503", "429"])
+    srv.flaky("/flaky_b.mp4", bodies[2], ["reset"])
     yield srv
     srv.close()
 

@@ -18,7 +18,7 @@ def built(tmp_path_factory, shared_media):
     tmp = tmp_path_factory.mktemp("outputs")
     man = tmp / "manifests"
     man.mkdir()
-    clips = {"aoc": "vexpress_AOC_en_4s.mp4", "face3": "retalking_face3_en.mp4"}
+    clips = {"aoc": "vexpress_AOC_en_4s.mp4", "face5": "retalking_face5_en.mp4"}  # two people (no duplicate)
     rel = {k: os.path.relpath(shared_media / "video_av" / v, man) for k, v in clips.items()}
     manifest(man, rel)
     config = fast_config(tmp)

@@ -74,7 +74,7 @@ def test_locked_out_dir_is_refused_before_anything_is_written(tmp_path, clip):
 
 
 def test_ids_that_sanitise_to_one_key_are_refused_naming_both_lines(tmp_path, clip, shared_media):
-    other = str(shared_media / "video_av" / "retalking_face3_en.mp4")
+    other = str(shared_media / "video_av" / "retalking_face5_en.mp4")  # not face3: the same footage as the clip
     twin = safe_id("Clip.A")  # "clip_a_<hash>": a valid id in its own right
     man = manifest(tmp_path / "manifests", {"ok1": clip, "Clip.A": clip, twin: other})
     line = _refused(build(tmp_path / "out", man))
