@@ -26,6 +26,7 @@ import sync_media  # noqa: E402
 from pipeline import media  # noqa: E402
 from pipeline.models.lightasd import asd_face_crops, audio_features, load_lightasd  # noqa: E402
 from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
+from pipeline.track_io import read_track  # noqa: E402
 
 LEAD = 15
 
@@ -46,7 +47,7 @@ def main() -> None:
         frames = media.read_frames(r["norm_path"])
         audio = media.read_audio(r["audio_path"])
         n = min(len(frames), len(audio) // 640, args.frames + 2 * LEAD)
-        crops = asd_face_crops(frames[LEAD : n - LEAD], np.load(r["track_path"])["boxes"][LEAD : n - LEAD])
+        crops = asd_face_crops(frames[LEAD : n - LEAD], read_track(r["track_path"])["boxes"][LEAD : n - LEAD])
         energy_off = EnergySyncScorer().score(media.read_frames(r["crop_path"], size=(128, 128))[LEAD : n - LEAD],
                                               audio[: n * 640], audio_lead_frames=LEAD)[0]  # fmt: skip
         clips.append((r["key"], crops, audio[: n * 640], energy_off))

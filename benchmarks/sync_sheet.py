@@ -23,6 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "pipeline")]
 import sync_media  # noqa: E402
 
 from pipeline import media  # noqa: E402
+from pipeline.track_io import read_track  # noqa: E402
 
 HOP = sync_media.HOP
 
@@ -44,7 +45,7 @@ def render(row: dict, start: int, n: int, shift: int, out: Path) -> Path:
     from scipy.signal import spectrogram
 
     frames = media.read_frames(row["norm_path"])
-    track = np.load(row["track_path"])
+    track = read_track(row["track_path"])
     audio = sync_media.shift_audio(media.read_audio(row["audio_path"]), -shift)
     n = min(n, len(frames) - start)
     idx = range(start, start + n)

@@ -25,6 +25,7 @@ from webdataset.utils import make_seed, pytorch_worker_seed
 
 from mcdm_model.config import ModelConfig, TrainConfig
 from mcdm_model.motion import motion_tokens
+from pipeline.track_io import read_track
 
 log = logging.getLogger(__name__)
 IMAGE_KEYS = ("ref", "archived", "present")
@@ -87,8 +88,8 @@ def decode_clip(sample: dict, cfg: ModelConfig) -> dict:
         raise ValueError(f"sample {sample.get('__key__')} lacks {missing}")
     frames = decode_mp4(sample["mp4"], cfg.image_size)
     audio = decode_wav(sample["wav"], cfg.sample_rate)
-    with np.load(io.BytesIO(sample["npz"])) as z:
-        motion = motion_tokens(z["landmarks_crop"], z["pose"])
+    track = read_track(sample["npz"])
+    motion = motion_tokens(track["landmarks_crop"], track["pose"])
     spf = cfg.samples_per_frame
     n = min(len(frames), len(motion), len(audio) // spf)
     meta = json.loads(sample["json"]) if "json" in sample else {}

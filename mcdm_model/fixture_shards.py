@@ -8,7 +8,6 @@ lead's contract test also runs it on real pipeline shards.
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from pipeline import media
 from pipeline.models.face_dlib import RESNET, SHAPE_68
 from pipeline.models.face_weights import dlib_model_path
 from pipeline.track import head_pose, mouth_open
+from pipeline.track_io import track_bytes
 
 
 def _dlib_models() -> tuple:
@@ -79,12 +79,10 @@ def clip_sample(src: Path, key: str, start_s: float, end_s: float, crop_size: in
         det_frames = media.read_frames(src, start_s, end_s, size=(256, 256), fps=25)[:n]
         src_size = media.probe(src)["width"]
         arrays = track_arrays(det_frames, src_size, crop_size)
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
         meta = {"key": key, "lang": lang, "video_key": key.rsplit("-s", 1)[0], "start_s": start_s, "end_s": end_s,
                 "face_coverage": float(arrays["detected"].mean()), "source": src.name, "n_frames": n}
         return {"__key__": key, "mp4": mp4.read_bytes(), "wav": wav.read_bytes(),
-                "json": json.dumps(meta, sort_keys=True).encode(), "npz": buf.getvalue()}
+                "json": json.dumps(meta, sort_keys=True).encode(), "npz": track_bytes(**arrays)}
 
 
 def write_shards(out: Path, clips: list[tuple[Path, float, float]], crop_size: int = 64, lang: str = "en",

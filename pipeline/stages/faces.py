@@ -21,7 +21,7 @@ from ..face_video import CropWriter, clip_frames, sampled_frames
 from ..media import MediaError
 from ..models.face_detectors import Detections
 from ..models.face_models import load_face_models
-from ..record import Row, drop, make_key
+from ..record import FPS, Row, drop, make_key
 from ..track import (
     IouTracker,
     Track,
@@ -33,6 +33,7 @@ from ..track import (
     mouth_open,
     smooth,
 )
+from ..track_io import write_track
 from .base import Stage
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class FaceTrack(Stage):
 
     # ---- the stage ----------------------------------------------------------------------------------------------
     def process(self, row: Row) -> Row | list[Row]:
-        fps = float(row.get("fps") or 25.0)
+        fps = float(row.get("fps") or FPS)
         start, end = float(row["start_s"]), float(row["end_s"])
         n = int(round((end - start) * fps))
         row["detector"] = self.models.detector.name
@@ -223,7 +224,7 @@ class SegmentRenderer:
             return
         side = (self.windows[:, 2] - self.windows[:, 0])[:, None, None]
         ident = np.mean(self.embs, axis=0)
-        np.savez_compressed(
+        write_track(
             self.track_path,
             boxes=self.boxes, crop_boxes=self.windows, landmarks=self.lm,
             landmarks_crop=((self.lm - self.windows[:, None, :2]) * (self.size / side)).astype(np.float32),

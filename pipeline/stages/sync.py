@@ -20,10 +20,9 @@ import numpy as np
 from .. import media
 from ..config import CHOICES, BuildConfig, check_choices
 from ..models.sync_energy import HOP, SR, EnergySyncScorer
-from ..record import Row, drop
+from ..record import FPS, Row, drop
+from ..track_io import read_track
 from .base import Stage
-
-FPS = 25
 
 
 def load_sync_scorer(cfg: BuildConfig):
@@ -89,9 +88,9 @@ class SyncFilter(Stage):
         video: dict = {"frames": frames}
         track_path = row.get("track_path")
         if track_path and Path(track_path).is_file():
-            with np.load(track_path) as t:
-                if "landmarks_crop" in t.files and len(t["landmarks_crop"]) == n:
-                    video["landmarks_crop"] = t["landmarks_crop"] * (size / full)
+            landmarks = read_track(track_path)["landmarks_crop"]
+            if len(landmarks) == n:
+                video["landmarks_crop"] = landmarks * (size / full)
         lead = sc.search_frames
         context = read_context_audio(row["audio_path"], float(row["start_s"]), n, lead)
         curve = self.scorer.curve(video, context, FPS, audio_lead_frames=lead)

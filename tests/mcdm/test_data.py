@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import random
 from pathlib import Path
@@ -14,6 +13,7 @@ import webdataset as wds
 from mcdm_model.config import TrainConfig, model_config
 from mcdm_model.data import decode_clip, list_shards, make_dataset, make_loader, sample_windows, to_model
 from mcdm_model.motion import LIP, MOTION_DIM, motion_tokens
+from pipeline.track_io import read_track
 
 
 def _samples(shards: Path) -> list[dict]:
@@ -29,8 +29,7 @@ def test_decode_clip_matches_track(mcdm_shards: Path) -> None:
     assert clip["audio"].shape == (75 * 640,) and np.abs(clip["audio"]).max() > 0.05  # real speech
     assert clip["motion"].shape == (75, MOTION_DIM) and np.isfinite(clip["motion"]).all()
     # the lip tokens carry the mouth opening measured by the track (inner lip gap: points 62 (top) / 66 (bottom))
-    with np.load(io.BytesIO(sample["npz"])) as z:
-        mouth = z["mouth_open"]
+    mouth = read_track(sample["npz"])["mouth_open"]
     lip = clip["motion"][:, LIP].reshape(n, 20, 2)
     gap = lip[:, 66 - 48, 1] - lip[:, 62 - 48, 1]
     assert np.corrcoef(gap, mouth)[0, 1] > 0.9
@@ -60,8 +59,8 @@ def test_windows_are_aligned(mcdm_shards: Path) -> None:
 
 
 def test_motion_tokens_invariant_to_crop_placement(mcdm_shards: Path) -> None:
-    with np.load(io.BytesIO(_samples(mcdm_shards)[0]["npz"])) as z:
-        lm, pose = z["landmarks_crop"], z["pose"]
+    track = read_track(_samples(mcdm_shards)[0]["npz"])
+    lm, pose = track["landmarks_crop"], track["pose"]
     base = motion_tokens(lm, pose)
     moved = motion_tokens(lm * 3.0 + np.array([17.0, -5.0], np.float32), pose)  # bigger crop, shifted face
     np.testing.assert_allclose(base, moved, atol=1e-4)

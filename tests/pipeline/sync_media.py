@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import media
+from pipeline.track import mouth_open
+from pipeline.track_io import read_track, write_track
 
 # Real in-sync talking clips (one visible speaker, own speech) from ../shared/media/video_av.
 TALKING_CLIPS: tuple[str, ...] = (
@@ -111,20 +113,18 @@ def make_crop_and_track(norm_path: Path, out_dir: Path, key: str, crop_size: int
         lms[i] = [(p.x, p.y) for p in shape.parts()]
     scale = crop_size / side
     lms_crop = (lms - crop_box[:2]) * scale
-    face_h = np.maximum(lms[:, 8, 1] - lms[:, 27, 1], 1.0)
-    mouth_open = (np.linalg.norm(lms[:, 66] - lms[:, 62], axis=1) / face_h).astype(np.float32)
     ix0, iy0, iside = int(cx0), int(cy0), int(side)
     crops = [cv2.resize(f[iy0 : iy0 + iside, ix0 : ix0 + iside], (crop_size, crop_size)) for f in frames]
     out_dir.mkdir(parents=True, exist_ok=True)
     media.write_video(np.stack(crops), crop_path, fps=FPS)
-    np.savez(
+    write_track(
         track_path,
         boxes=np.tile(np.array([x1, y1, x2, y2], np.float32), (n, 1)),
         crop_boxes=np.tile(crop_box, (n, 1)),
         landmarks=lms,
         landmarks_crop=lms_crop.astype(np.float32),
         pose=np.zeros((n, 3), np.float32),
-        mouth_open=mouth_open,
+        mouth_open=np.array([mouth_open(lm) for lm in lms], np.float32),  # the faces stage's measure
         det_score=np.ones(n, np.float32),
         detected=np.ones(n, bool),
         id_embedding=np.ones(128, np.float32) / np.sqrt(128),
@@ -156,7 +156,7 @@ def load_clips(rows: list[dict], reference: dict[str, int] | None = None) -> lis
     clips = []
     for row in rows:
         frames = media.read_frames(row["crop_path"])
-        track = dict(np.load(row["track_path"]))
+        track = read_track(row["track_path"])
         audio = media.read_audio(row["audio_path"])
         n = min(len(frames), len(audio) // HOP)
         audio = audio[: n * HOP]

@@ -19,9 +19,10 @@ import pytest
 from pipeline.config import BuildConfig
 from pipeline.media import ffmpeg, probe, read_frames
 from pipeline.models.face_detectors import DlibHogDetector
-from pipeline.record import drop, make_key, seed_row
+from pipeline.record import ALL_ROW_KEYS, drop, make_key, seed_row
 from pipeline.stages.faces import FaceTrack
 from pipeline.track import iou
+from pipeline.track_io import read_track
 
 FPS = 25
 CROP = 256  # configurable; smaller than the 512 default to keep the tests fast
@@ -105,7 +106,7 @@ def test_keeps_one_speaker_with_track_on_every_frame(kept, clips, name):
     assert row["status"] == "ok", row
     assert row["key"] == make_key("en", f"faces_{name}", shot=0) and (row["start_s"], row["end_s"]) == (0.0, 3.0)
     n = 75
-    z = np.load(row["track_path"])
+    z = read_track(row["track_path"])
     assert z["boxes"].shape == (n, 4) and z["landmarks"].shape == (n, 68, 2) and z["pose"].shape == (n, 3)
     assert z["landmarks_crop"].shape == (n, 68, 2) and z["mouth_open"].shape == (n,) and z["detected"].dtype == bool
     assert np.isfinite(z["boxes"]).all() and np.isfinite(z["pose"]).all()
@@ -123,12 +124,13 @@ def test_keeps_one_speaker_with_track_on_every_frame(kept, clips, name):
     assert len(read_frames(row["crop_path"])) == n
     assert row["face_coverage"] >= 0.9 and row["n_faces"] == 1 and row["face_px"] >= 160
     assert row["detector"] == "mtcnn" and 0 <= row["yaw_abs_mean"] < 45
+    assert set(row) <= ALL_ROW_KEYS, set(row) - ALL_ROW_KEYS  # every key is documented in record.ROW_KEYS
 
 
 @pytest.mark.parametrize("name", ["aoc", "portrait"])
 def test_track_overlaps_independent_detector_on_raw_frames(kept, clips, name):
     """dlib HOG on the raw frames between MTCNN's samples (frames 2, 7, ...): the interpolated box must match."""
-    z = np.load(kept[name]["track_path"])
+    z = read_track(kept[name]["track_path"])
     frames = read_frames(clips[name], 0.0, 3.0)
     hog = DlibHogDetector(max_side=640)
     checked = []
@@ -144,7 +146,7 @@ def test_track_overlaps_independent_detector_on_raw_frames(kept, clips, name):
 
 
 def test_mouth_moves_while_talking(kept):
-    m = np.load(kept["aoc"]["track_path"])["mouth_open"]
+    m = read_track(kept["aoc"]["track_path"])["mouth_open"]
     assert m.min() >= 0 and m.max() - m.min() > 0.05  # real speech opens and closes the mouth
 
 
@@ -186,8 +188,8 @@ def test_track_break_splits_clip_into_rows(stage, clips):
     assert 4.0 <= b["start_s"] <= 4.2 and b["end_s"] == pytest.approx(6.4, abs=0.2)
     for r in rows:
         n = round((r["end_s"] - r["start_s"]) * FPS)
-        assert len(np.load(r["track_path"])["boxes"]) == n == len(read_frames(r["crop_path"]))
-    ea, eb = (np.load(r["track_path"])["id_embedding"] for r in rows)
+        assert len(read_track(r["track_path"])["boxes"]) == n == len(read_frames(r["crop_path"]))
+    ea, eb = (read_track(r["track_path"])["id_embedding"] for r in rows)
     assert np.linalg.norm(ea - eb) > stage.models.embedder.max_same_dist  # two different people
 
 
@@ -227,7 +229,7 @@ def test_rows_from_the_real_ingest_stages(ingested_talking, stage):
     assert out and all(r["status"] == "ok" for r in out), out
     r = out[0]
     n = round((r["end_s"] - r["start_s"]) * FPS)
-    assert len(np.load(r["track_path"])["boxes"]) == n
+    assert len(read_track(r["track_path"])["boxes"]) == n
     assert Path(r["crop_path"]).parent == Path(stage.cfg.work_dir) / "en" / r["video_key"]
 
 

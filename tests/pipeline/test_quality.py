@@ -14,6 +14,7 @@ import sync_media  # noqa: E402
 from pipeline import media  # noqa: E402
 from pipeline.config import BuildConfig  # noqa: E402
 from pipeline.stages.quality import QualityFilter  # noqa: E402
+from pipeline.track_io import read_track, write_track  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +30,9 @@ def crops(shared_media, media_cache):
             media.ffmpeg("-i", src, "-t", "2", "-vf", vf, "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(dst))
         paths[name] = str(dst)
     pose_track = out / "pose_track.npz"
-    t = dict(np.load(row["track_path"]))
+    t = read_track(row["track_path"])
     t["pose"][:, 0] = np.linspace(-10, 70, len(t["pose"]))  # the head turns to 70 degrees yaw
-    np.savez(pose_track, **t)
+    write_track(pose_track, **t)
     return paths, row["track_path"], str(pose_track)
 
 

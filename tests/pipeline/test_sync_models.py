@@ -25,6 +25,7 @@ from pipeline.models.lightasd import (  # noqa: E402
 from pipeline.models.mfcc import mel_filterbank, mfcc  # noqa: E402
 from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
 from pipeline.models.syncnet import SyncNet, SyncNetScorer, load_syncnet  # noqa: E402
+from pipeline.track_io import read_track  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -75,7 +76,7 @@ def asd_clips(shared_media, media_cache):
     out = []
     for r in rows:
         frames = media.read_frames(r["norm_path"], 0.0, ASD_FRAMES / 25)[:ASD_FRAMES]
-        boxes = np.load(r["track_path"])["boxes"][: len(frames)]
+        boxes = read_track(r["track_path"])["boxes"][: len(frames)]
         out.append((asd_face_crops(frames, boxes), media.read_audio(r["audio_path"])[: len(frames) * 640]))
     return out
 
