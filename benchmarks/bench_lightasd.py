@@ -1,7 +1,7 @@
 """Light-ASD on real clips: does it separate own speech from silence / other speech, and does it find A/V offsets?
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_lightasd.py [--cache DIR] [--weights PATH] [--frames N]
-For each real talking clip (normalised + dlib-tracked by tests/pipeline/sync_media.py, first N frames after a
+For each real talking clip (normalised + dlib-tracked by benchmarks/kit/sync_media.py, first N frames after a
 15-frame audio lead): the upstream 112x112 face crops are scored with their own audio, silence and every other
 clip's audio (mean speaking log-odds), and with the own audio moved by -15..15 frames (one visual pass, one audio
 pass per lag). offset = argmax of that curve (0 is right for in-sync clips; an added shift moves the curve by the
@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "pipeline")]
+sys.path.insert(0, str(ROOT))  # run as a script from a clone
 
-import sync_media  # noqa: E402
-
+from benchmarks.kit import sync_media  # noqa: E402
 from pipeline import media  # noqa: E402
 from pipeline.models.lightasd import asd_face_crops, audio_features, load_lightasd  # noqa: E402
 from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402

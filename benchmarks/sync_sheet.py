@@ -1,6 +1,6 @@
 """Sync inspection sheet: a per-frame mouth strip over frame-aligned RMS bars and a spectrogram, for reading a
 clip's A/V offset by eye from phonetic events (sealed lips during /b/ /p/ /m/ closures, a burst when they part,
-no loud vowel behind sealed lips). This is how the offsets in tests/pipeline/sync_media.py SOURCE_OFFSETS were
+no loud vowel behind sealed lips). This is how the offsets in benchmarks/kit/sync_media.py SOURCE_OFFSETS were
 read; see benchmarks/RESULTS_sync.md, section D.
 
 Usage: python benchmarks/sync_sheet.py --clip hdtf_WDA_AOC_en_8s.mp4 --start 50 --frames 25 [--shift 2] [--words]
@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "pipeline")]
+sys.path.insert(0, str(ROOT))  # run as a script from a clone
 
-import sync_media  # noqa: E402
-
+from benchmarks.kit import sync_media  # noqa: E402
 from pipeline import media  # noqa: E402
 from pipeline.track_io import read_track  # noqa: E402
 

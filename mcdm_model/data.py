@@ -17,7 +17,6 @@ import wave
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import webdataset as wds
@@ -25,7 +24,8 @@ from webdataset.utils import make_seed, pytorch_worker_seed
 
 from mcdm_model.config import ModelConfig, TrainConfig
 from mcdm_model.motion import motion_tokens
-from pipeline.track_io import read_track
+from pipeline.common import decode_video_bytes as decode_mp4
+from pipeline.common import read_track
 
 log = logging.getLogger(__name__)
 IMAGE_KEYS = ("ref", "archived", "present")
@@ -38,39 +38,6 @@ def list_shards(root: str | Path) -> list[str]:
     if not paths:
         raise FileNotFoundError(f"no .tar shards under {root}: run `python -m pipeline.build` first or check --shards")
     return [str(p) for p in paths]
-
-
-def _decode_ffmpeg(data: bytes, size: int) -> np.ndarray:
-    """Fallback without PyAV: the ffmpeg CLI on a temp file (pipeline.media)."""
-    import tempfile
-
-    from pipeline.media import read_frames
-
-    with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
-        tmp.write(data)
-        tmp.flush()
-        return read_frames(tmp.name, size=(size, size))
-
-
-def decode_mp4(data: bytes, size: int) -> np.ndarray:
-    """H.264 bytes -> (N, size, size, 3) uint8 RGB, decoded in memory with PyAV (else ffmpeg on a temp file)."""
-    try:
-        import av  # ships with faster-whisper
-    except ImportError:
-        av = None
-    if av is None:
-        frames = list(_decode_ffmpeg(data, size))
-    else:
-        frames = []
-        with av.open(io.BytesIO(data)) as box:
-            for fr in box.decode(video=0):
-                img = fr.to_ndarray(format="rgb24")
-                if img.shape[0] != size or img.shape[1] != size:
-                    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-                frames.append(img)
-    if not frames:
-        raise ValueError("mp4 has no video frames")
-    return np.stack(frames)
 
 
 def decode_wav(data: bytes, sample_rate: int) -> np.ndarray:

@@ -30,7 +30,7 @@ from mcdm_model.metrics_drift import DRIFT_KEYS, drift_curve, drift_slope, plot_
 from mcdm_model.metrics_face import FaceAnalyzer
 from mcdm_model.metrics_fid import FrechetMetrics
 from mcdm_model.metrics_sync import SyncScorer
-from pipeline import media
+from pipeline.common import media
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from mcdm_model.config import SIZES, model_config
 from mcdm_model.model import MCDM, ClipMemory
 from mcdm_model.motion import motion_tokens
-from pipeline import media
+from pipeline.common import media
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.models.face_dlib import RESNET as RECOGNITION
-from pipeline.models.face_dlib import SHAPE_68 as LANDMARKS_68
-from pipeline.models.face_weights import dlib_model_path
+from pipeline.common import DLIB_LANDMARKS_68 as LANDMARKS_68
+from pipeline.common import DLIB_RECOGNITION as RECOGNITION
+from pipeline.common import dlib_model_path
 
 
 def dlib_models_dir() -> Path:

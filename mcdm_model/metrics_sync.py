@@ -20,12 +20,9 @@ import numpy as np
 
 def load_pipeline_scorer(models_dir: str | None = None, search: int = 15) -> Any:
     """The pipeline's sync scorer for `models_dir` (SyncNet if its weights are there, else energy)."""
-    from pipeline.config import BuildConfig
-    from pipeline.stages.sync import load_sync_scorer
+    from pipeline.common import sync_scorer
 
-    cfg = BuildConfig() if models_dir is None else BuildConfig(models_dir=str(models_dir))
-    cfg.sync.search_frames = search
-    return load_sync_scorer(cfg)
+    return sync_scorer(models_dir, search)
 
 
 def zero_lag_scores(offsets: np.ndarray, values: np.ndarray, lower_is_better: bool) -> dict:

@@ -18,28 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import media
-from ..config import CHOICES, BuildConfig, check_choices
-from ..models.sync_energy import HOP, SR, EnergySyncScorer
+from ..config import BuildConfig, check_choices
+from ..models.sync_energy import HOP, SR
+from ..models.sync_loader import load_sync_scorer
 from ..record import FPS, Row, drop
 from ..track_io import read_track
 from .base import Stage
-
-
-def load_sync_scorer(cfg: BuildConfig):
-    """cfg.sync.scorer: "auto" (SyncNet weights at <models_dir>/syncnet/syncnet_v2.model if present, else the
-    weight-free energy scorer), "syncnet" (weights required) or "energy"."""
-    from ..models.syncnet import WEIGHTS_REL, SyncNetScorer, load_syncnet
-
-    choice = cfg.sync.scorer
-    weights = Path(cfg.models_dir).expanduser() / WEIGHTS_REL
-    if choice == "syncnet" or (choice == "auto" and weights.is_file()):
-        return SyncNetScorer(load_syncnet(weights), cfg.sync.search_frames)
-    if choice in ("auto", "energy"):
-        return EnergySyncScorer(cfg.sync.search_frames)
-    raise ValueError(
-        f"sync.scorer must be {' | '.join(CHOICES[('sync', 'scorer')])}, got {choice!r} (Light-ASD is not a sync scorer: it detects "
-        "speech activity, but its score over audio shifts is nearly flat; see pipeline/models/lightasd.py)"
-    )
 
 
 def read_context_audio(path: str, start_s: float, n_frames: int, lead: int) -> np.ndarray:

@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture(scope="session")
 def mcdm_shards(shared_media: Path, media_cache: Path, have_ffmpeg: None) -> Path:
-    from mcdm_model.fixture_shards import write_shards
+    from benchmarks.kit.fixture_shards import write_shards
 
     v = shared_media / "video_av"
     out = media_cache / "mcdm_shards"
@@ -29,7 +29,7 @@ def mcdm_shards(shared_media: Path, media_cache: Path, have_ffmpeg: None) -> Pat
 
 @pytest.fixture(scope="session")
 def mcdm_tiny_shard(shared_media: Path, media_cache: Path, have_ffmpeg: None) -> Path:
-    from mcdm_model.fixture_shards import write_shards
+    from benchmarks.kit.fixture_shards import write_shards
 
     out = media_cache / "mcdm_tiny"
     write_shards(out, [(shared_media / "video_av" / "hdtf_WDA_AOC_en_8s.mp4", 2.0, 2.4)])

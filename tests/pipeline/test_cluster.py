@@ -17,7 +17,7 @@ import pytest
 
 from pipeline import build
 from pipeline.config import BuildConfig
-from tests.pipeline.resume_stages import ROOT, build_cmd, index_keys, reference_run, run_env, shard_keys
+from tests.helpers.resume_stages import ROOT, build_cmd, index_keys, reference_run, run_env, shard_keys
 
 N_VIDEOS = 2
 

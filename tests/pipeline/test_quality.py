@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import sync_media  # noqa: E402
-
-from pipeline import media  # noqa: E402
-from pipeline.config import BuildConfig  # noqa: E402
-from pipeline.stages.quality import QualityFilter  # noqa: E402
-from pipeline.track_io import read_track, write_track  # noqa: E402
+from benchmarks.kit import sync_media
+from pipeline import media
+from pipeline.config import BuildConfig
+from pipeline.stages.quality import QualityFilter
+from pipeline.track_io import read_track, write_track
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pipeline.config import BuildConfig
 from pipeline.record import STAGES
 from pipeline.report import write_report
 from pipeline.sink import ShardSink
-from tests.pipeline.sink_media import dropped_video, make_media, video
+from tests.helpers.sink_media import dropped_video, make_media, video
 
 
 class _Dom(HTMLParser):

@@ -15,7 +15,7 @@ from pipeline import sink as sink_mod
 from pipeline.config import BuildConfig
 from pipeline.sink import ShardSink
 from pipeline.track_io import read_track
-from tests.pipeline.sink_media import dropped_video, make_media, video
+from tests.helpers.sink_media import dropped_video, make_media, video
 
 
 @pytest.fixture(scope="session")

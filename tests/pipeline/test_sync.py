@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import sync_media  # noqa: E402
-
-from pipeline import media  # noqa: E402
-from pipeline.config import BuildConfig, load_config  # noqa: E402
-from pipeline.models.sync_energy import (  # noqa: E402
+from benchmarks.kit import sync_media
+from pipeline import media
+from pipeline.config import BuildConfig, load_config
+from pipeline.models.sync_energy import (
     EnergySyncScorer,
     SyncCurve,
     audio_frames_present,
     lag_curve,
     smooth_curve,
 )
-from pipeline.models.syncnet import SyncNet, SyncNetScorer  # noqa: E402
-from pipeline.stages.sync import SyncFilter, load_sync_scorer  # noqa: E402
+from pipeline.models.sync_loader import load_sync_scorer
+from pipeline.models.syncnet import SyncNet, SyncNetScorer
+from pipeline.stages.sync import SyncFilter
 
 LEAD = sync_media.LEAD
 SHIFTS = range(-10, 11)

@@ -3,29 +3,26 @@ from ../shared/media/weights (read in place); SyncNet's upstream weights are not
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import sync_media  # noqa: E402
-
-from pipeline import media  # noqa: E402
-from pipeline.config import default_models_dir  # noqa: E402
-from pipeline.models.lightasd import (  # noqa: E402
+from benchmarks.kit import sync_media
+from pipeline import media
+from pipeline.config import default_models_dir
+from pipeline.models.lightasd import (
     LightASD,
     asd_face_crops,
     audio_features,
     find_lightasd_weights,
     load_lightasd,
 )
-from pipeline.models.mfcc import mel_filterbank, mfcc  # noqa: E402
-from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
-from pipeline.models.syncnet import SyncNet, SyncNetScorer, load_syncnet  # noqa: E402
-from pipeline.track_io import read_track  # noqa: E402
+from pipeline.models.mfcc import mel_filterbank, mfcc
+from pipeline.models.sync_energy import EnergySyncScorer
+from pipeline.models.syncnet import SyncNet, SyncNetScorer, load_syncnet
+from pipeline.track_io import read_track
 
 torch.set_num_threads(1)
 

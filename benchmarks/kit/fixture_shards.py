@@ -1,9 +1,8 @@
-"""Build small training shards FROM REAL MEDIA in exactly the pipeline's sink format (tests and benchmarks).
+"""Small training shards from real media in exactly the pipeline's sink format (mcdm tests, bench_train).
 
 Real talking clips (e.g. HDTF 512² face crops) are cut and resized with ffmpeg, audio is extracted at 16 kHz with
-exactly 640 samples per frame, and the .npz track is computed with dlib's 68-point landmarks on a frontal-face
-detector box plus a solvePnP head pose. This lets mcdm_model train before/without a full pipeline run; the
-lead's contract test also runs it on real pipeline shards.
+640 samples per frame, and the track is computed with dlib's 68-point landmarks on a frontal-face detector box
+plus the faces stage's head pose and mouth opening, so mcdm_model can train without a full pipeline run.
 """
 
 from __future__ import annotations
@@ -14,18 +13,22 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import media
-from pipeline.models.face_dlib import RESNET, SHAPE_68
-from pipeline.models.face_weights import dlib_model_path
-from pipeline.track import head_pose, mouth_open
-from pipeline.track_io import track_bytes
+from pipeline.common import (
+    DLIB_LANDMARKS_68,
+    DLIB_RECOGNITION,
+    dlib_model_path,
+    head_pose,
+    media,
+    mouth_open,
+    track_bytes,
+)
 
 
 def _dlib_models() -> tuple:
     import dlib
 
-    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dlib_model_path(SHAPE_68))),
-            dlib.face_recognition_model_v1(str(dlib_model_path(RESNET))))
+    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dlib_model_path(DLIB_LANDMARKS_68))),
+            dlib.face_recognition_model_v1(str(dlib_model_path(DLIB_RECOGNITION))))
 
 
 def track_arrays(frames: np.ndarray, src_size: int, crop_size: int) -> dict[str, np.ndarray]:

@@ -1,0 +1,1 @@
+"""Helpers only tests use (media and rows built for one test area); shared with benchmarks -> benchmarks/kit."""
