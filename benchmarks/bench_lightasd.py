@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a clone
 
 from benchmarks.kit import sync_media  # noqa: E402
+from benchmarks.kit.cache import cache_root  # noqa: E402
 from pipeline import media  # noqa: E402
 from pipeline.models.lightasd import asd_face_crops, audio_features, load_lightasd  # noqa: E402
 from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
@@ -32,7 +33,7 @@ LEAD = 15
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--cache", default="/tmp/tfw_bench_sync")
+    p.add_argument("--cache", default=str(cache_root() / "sync"))
     p.add_argument("--shared", default=str(ROOT.parent / "shared" / "media"))
     p.add_argument("--weights", default="", help="checkpoint (default: <shared>/weights/light_asd_pretrain_AVA_CVPR.model)")
     p.add_argument("--frames", type=int, default=200)

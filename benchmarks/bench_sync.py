@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a clone
 
 from benchmarks.kit import sync_media  # noqa: E402
+from benchmarks.kit.cache import cache_root  # noqa: E402
 from pipeline.config import BuildConfig, default_models_dir  # noqa: E402
 from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
 from pipeline.models.sync_loader import load_sync_scorer  # noqa: E402
@@ -29,7 +30,7 @@ from pipeline.models.sync_loader import load_sync_scorer  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--cache", default="/tmp/tfw_bench_sync")
+    p.add_argument("--cache", default=str(cache_root() / "sync"))
     p.add_argument("--clips", type=int, default=0, help="use only the first N clips (0 = all)")
     p.add_argument("--shared", default=str(ROOT.parent / "shared" / "media"))
     p.add_argument("--reference", choices=["annotated", "source", "syncnet"], default="annotated",

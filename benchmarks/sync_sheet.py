@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a clone
 
 from benchmarks.kit import sync_media  # noqa: E402
+from benchmarks.kit.cache import cache_root  # noqa: E402
 from pipeline import media  # noqa: E402
 from pipeline.track_io import read_track  # noqa: E402
 
@@ -93,7 +94,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=25)
     p.add_argument("--shift", type=int, default=0)
     p.add_argument("--words", action="store_true")
-    p.add_argument("--cache", default="/tmp/tfw_bench_sync")
+    p.add_argument("--cache", default=str(cache_root() / "sync"))
     p.add_argument("--shared", default=str(ROOT.parent / "shared" / "media"))
     p.add_argument("--out", default="")
     args = p.parse_args()

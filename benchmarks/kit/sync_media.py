@@ -1,9 +1,8 @@
-"""Test/benchmark inputs for the sync and quality stages, built from real clips without the faces stage.
+"""Sync and quality inputs built from real clips without the faces stage (tests and the sync benchmarks).
 
-Why: the faces stage is developed in parallel, so these helpers make its contract outputs themselves: a
-normalised 25 fps / 16 kHz file, a fixed square face crop video and a track .npz with the contract's arrays
-(dlib HOG box + 68-point landmarks from face_recognition_models, loaded by path). Everything is derived into a
-cache dir; the shared media is read in place.
+Why: a fixed dlib face box keeps the scorer's measurement independent of the face tracker. Per clip: a
+normalised FPS / SAMPLE_RATE file, a fixed square face crop video and a contract track (dlib HOG box +
+68-point landmarks from face_recognition_models, loaded by path), cached per recipe and source file.
 """
 
 from __future__ import annotations
@@ -12,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.kit.cache import built, recipe_key
 from pipeline import media
+from pipeline.record import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from pipeline.track import mouth_open
 from pipeline.track_io import read_track, write_track
 
@@ -51,9 +52,7 @@ SOURCE_OFFSETS: dict[str, int] = {
     # mouth is wide open at 65-67 (+5..+6)
     "liveportrait_d20_zh": 5,
 }
-FPS = 25
-SR = 16000
-HOP = SR // FPS  # 640 samples per video frame
+SR, HOP = SAMPLE_RATE, SAMPLES_PER_FRAME  # 640 samples per video frame
 
 
 def _dlib_models() -> tuple:
@@ -199,19 +198,30 @@ def evaluate(clips: list[dict], scorer, shifts=range(-10, 11), mismatched: bool 
             "auc": auc, "pos": [r["conf0"] for r in out], "s_per_call": t_total / max(calls, 1)}  # fmt: skip
 
 
+def clip_key(name: str) -> str:
+    return Path(name).stem.lower().replace(".", "_")
+
+
+def _build_clip(src: Path, out: Path, key: str) -> None:
+    """Everything the sync stage reads for one whole source file, into `out`."""
+    norm = normalize(src, out / f"{key}.mkv")
+    media.write_wav(media.read_audio(norm), out / f"{key}.wav")
+    make_crop_and_track(norm, out, key)
+    (out / "n_frames").write_text(str(len(media.read_frames(norm, size=(32, 32)))))
+
+
 def prepare(shared_media: Path, cache: Path, names: tuple[str, ...] = TALKING_CLIPS) -> list[dict]:
-    """Rows (as the sync stage sees them) for each real clip: whole normalised file as one clip."""
+    """Rows (as the sync stage sees them) for each real clip: whole normalised file as one clip.
+
+    Built once per (recipe, source file) into `cache/<key>-<hash>/` (benchmarks/kit/cache.py): rows point into
+    it, so callers copy what they modify."""
     rows = []
-    cache.mkdir(parents=True, exist_ok=True)
     for name in names:
-        key = Path(name).stem.lower().replace(".", "_")
-        norm = normalize(shared_media / "video_av" / name, cache / f"{key}.mkv")
-        audio_path = cache / f"{key}.wav"
-        if not audio_path.exists():
-            media.write_wav(media.read_audio(norm), audio_path)
-        n = len(media.read_frames(norm, size=(32, 32)))
-        row = {"key": key, "video_key": key, "status": "ok", "norm_path": str(norm), "audio_path": str(audio_path),
-               "start_s": 0.0, "end_s": n / FPS}  # fmt: skip
-        row |= make_crop_and_track(norm, cache, key)
-        rows.append(row)
+        src, key = shared_media / "video_av" / name, clip_key(name)
+        recipe = (normalize, make_crop_and_track, _build_clip, FPS, SR)
+        d = built(Path(cache) / f"{key}-{recipe_key(recipe, [src])}", lambda tmp, src=src, key=key: _build_clip(src, tmp, key))
+        n = int((d / "n_frames").read_text())
+        rows.append({"key": key, "video_key": key, "status": "ok", "norm_path": str(d / f"{key}.mkv"),
+                     "audio_path": str(d / f"{key}.wav"), "start_s": 0.0, "end_s": n / FPS,
+                     "crop_path": str(d / f"{key}_crop.mp4"), "track_path": str(d / f"{key}_track.npz")})  # fmt: skip
     return rows

@@ -13,8 +13,8 @@ from pipeline.track_io import read_track, write_track
 
 
 @pytest.fixture(scope="module")
-def crops(shared_media, media_cache):
-    [row] = sync_media.prepare(shared_media, media_cache / "sync", ("hdtf_WDA_AOC_en_8s.mp4",))
+def crops(shared_media, media_store, media_cache):
+    [row] = sync_media.prepare(shared_media, media_store / "sync", ("hdtf_WDA_AOC_en_8s.mp4",))
     src, out = row["crop_path"], media_cache / "quality"
     out.mkdir(exist_ok=True)
     variants = {"blur": "gblur=sigma=4", "dark": "lutyuv=y=val*0.2"}

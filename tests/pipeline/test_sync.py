@@ -26,8 +26,8 @@ SHIFTS = range(-10, 11)
 
 
 @pytest.fixture(scope="session")
-def sync_rows(shared_media, media_cache):
-    return sync_media.prepare(shared_media, media_cache / "sync", sync_media.TALKING_CLIPS + sync_media.EXTRA_CLIPS)
+def sync_rows(shared_media, media_store):
+    return sync_media.prepare(shared_media, media_store / "sync", sync_media.TALKING_CLIPS + sync_media.EXTRA_CLIPS)
 
 
 @pytest.fixture(scope="module")
