@@ -33,8 +33,8 @@ class DownloadConfig:
 
 @dataclass
 class NormalizeConfig:
-    fps: int = 25
-    sample_rate: int = 16000
+    """Frame rate and sample rate are the record's constants (pipeline.record.FPS, SAMPLE_RATE), not settings."""
+
     crf: int = 18
     max_short_side: int = 1080  # downscale so the shorter side is at most this (portrait keeps its faces)
     timeout_s: float = 1800.0
@@ -43,8 +43,7 @@ class NormalizeConfig:
 
 @dataclass
 class ShotsConfig:
-    detector: str = "adaptive"  # PySceneDetect AdaptiveDetector
-    threshold: float = 3.0
+    threshold: float = 3.0  # PySceneDetect AdaptiveDetector's adaptive_threshold
     min_scene_s: float = 0.6
     min_clip_s: float = 2.0
     max_clip_s: float = 20.0
@@ -127,17 +126,27 @@ class BuildConfig:
         return Path(self.out) / "work"
 
 
-def merge_dataclass(obj: Any, data: dict[str, Any], where: str) -> Any:
+# Settings that were removed: a config that still sets one is told why, not just "unknown setting".
+REMOVED: dict[str, str] = {
+    "normalize.fps": "the frame rate is a constant of the record contract (pipeline.record.FPS = 25)",
+    "normalize.sample_rate": "the sample rate is a constant of the record contract (pipeline.record.SAMPLE_RATE = 16000)",
+    "shots.detector": "it was read by nothing: the shots stage always uses PySceneDetect's AdaptiveDetector",
+}
+
+
+def merge_dataclass(obj: Any, data: dict[str, Any], where: str, _section: str = "") -> Any:
     """Apply a (YAML) mapping onto nested dataclasses in place; unknown keys raise naming where they were."""
     known = {f.name: f for f in fields(obj)}
     for name, value in data.items():
+        if f"{_section}{name}" in REMOVED:
+            raise ValueError(f"{where}: setting {name!r} was removed: {REMOVED[f'{_section}{name}']}; delete it")
         if name not in known:
             raise ValueError(f"{where}: unknown setting {name!r} (known: {', '.join(sorted(known))})")
         current = getattr(obj, name)
         if is_dataclass(current):
             if not isinstance(value, dict):
                 raise ValueError(f"{where}.{name}: expected a mapping")
-            merge_dataclass(current, value, f"{where}.{name}")
+            merge_dataclass(current, value, f"{where}.{name}", f"{_section}{name}.")
         else:
             setattr(obj, name, tuple(value) if isinstance(current, tuple) else value)
     return obj
