@@ -62,8 +62,6 @@ class FacesConfig:
     crop_size: int = 512
     crop_padding: float = 0.4
     smooth_window: int = 5
-    max_abs_yaw: float = 60.0
-    max_abs_pitch: float = 45.0
     insightface_pack: str = "buffalo_l"  # <models_dir>/insightface/<pack>/ (backend auto|insightface)
     detect_max_side: int = 640  # frames are downsized to this longest side for detection only
 
@@ -93,6 +91,7 @@ class SyncConfig:
 class QualityConfig:
     min_sharpness: float = 20.0
     min_brightness: float = 30.0
+    # the one pose gate: the largest |yaw| / |pitch| over the clip's frames (pipeline/stages/quality.py)
     max_abs_yaw: float = 45.0
     max_abs_pitch: float = 35.0
 
@@ -131,6 +130,8 @@ REMOVED: dict[str, str] = {
     "normalize.fps": "the frame rate is a constant of the record contract (pipeline.record.FPS = 25)",
     "normalize.sample_rate": "the sample rate is a constant of the record contract (pipeline.record.SAMPLE_RATE = 16000)",
     "shots.detector": "it was read by nothing: the shots stage always uses PySceneDetect's AdaptiveDetector",
+    "faces.max_abs_yaw": "the one pose gate is quality.max_abs_yaw (largest |yaw| over the clip's frames)",
+    "faces.max_abs_pitch": "the one pose gate is quality.max_abs_pitch (largest |pitch| over the clip's frames)",
 }
 
 

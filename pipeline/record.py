@@ -48,8 +48,7 @@ ROW_KEYS: dict[str, dict[str, str]] = {
     "faces": {
         "track_path": "per-frame track .npz (pipeline/track_io.py)", "crop_path": "square face crop .mp4",
         "face_px": "median longest side of the face box", "n_faces": "most confident faces in a sampled frame",
-        "face_coverage": "share of sampled frames with the tracked face", "yaw_abs_mean": "mean |yaw| degrees",
-        "pitch_abs_mean": "mean |pitch| degrees", "detector": "face detector backend",
+        "face_coverage": "share of sampled frames with the tracked face", "detector": "face detector backend",
     },
     "language": {
         "lang": "Whisper's language", "lang_prob": "its probability", "lang_top3": "json [[lang, p], ...]",
@@ -64,7 +63,7 @@ ROW_KEYS: dict[str, dict[str, str]] = {
     },
     "quality": {
         "sharpness": "variance of the Laplacian on the face", "brightness": "mean luma on the face",
-        "yaw_abs_max": "max |yaw| degrees", "pitch_abs_max": "max |pitch| degrees",
+        "yaw_abs_max": "largest |yaw| degrees over the frames (the pose gate)", "pitch_abs_max": "same for |pitch|",
     },
     "sink": {"shard": 'path of the shard holding the kept clip, "" for drops'},
 }
@@ -78,7 +77,7 @@ DROP_REASONS: dict[str, tuple[str, ...]] = {
     "download": ("download_failed", "unsupported_source", "too_long"),
     "normalize": ("corrupt_video", "no_audio", "no_video"),
     "shots": ("too_short", "no_shots"),
-    "faces": ("no_face", "multi_face", "small_face", "track_broken", "extreme_pose"),
+    "faces": ("no_face", "multi_face", "small_face", "track_broken"),
     "language": ("lang_mismatch", "lang_uncertain", "no_speech", "multi_speaker"),
     "sync": ("out_of_sync",),
     "quality": ("blurry", "extreme_pose", "too_dark"),

@@ -6,7 +6,7 @@ Two decoding passes over the clip so memory stays flat for 20 s of 1080p:
    long-enough track becomes its own row (key ...-tNN, narrowed start_s/end_s); cheap gates (multi_face,
    small_face) run here so rejected footage never pays for landmarks or encoding.
 2. for every frame of every surviving segment: interpolated + median-smoothed box, 68 landmarks inside it, head
-   pose, mouth opening, square crop streamed into ffmpeg; then the extreme_pose gate and the .npz.
+   pose, mouth opening, square crop streamed into ffmpeg; then the track .npz (the pose gate is quality's).
 """
 
 from __future__ import annotations
@@ -212,16 +212,10 @@ class SegmentRenderer:
 
     def finish(self) -> None:
         self.writer.close()
-        n, r, fc = self.b - self.a, self.row, self.stage.fc
+        n, r = self.b - self.a, self.row
         if self.writer.n != n or self.windows is None:
             self.crop_path.unlink(missing_ok=True)
             raise MediaError(f"{r['key']}: wrote {self.writer.n} of {n} crop frames")
-        yaw, pitch = np.abs(self.pose[:, 0]), np.abs(self.pose[:, 1])
-        r["yaw_abs_mean"], r["pitch_abs_mean"] = float(np.nanmean(yaw)), float(np.nanmean(pitch))
-        if r["yaw_abs_mean"] > fc.max_abs_yaw or r["pitch_abs_mean"] > fc.max_abs_pitch:
-            self.crop_path.unlink(missing_ok=True)
-            drop(r, "extreme_pose", self.stage.name, f"mean |yaw| {r['yaw_abs_mean']:.0f}, |pitch| {r['pitch_abs_mean']:.0f}")
-            return
         side = (self.windows[:, 2] - self.windows[:, 0])[:, None, None]
         ident = np.mean(self.embs, axis=0)
         write_track(

@@ -1,9 +1,11 @@
 """Sharpness, brightness and head-pose gates on the face crop.
 
 Why these measures: variance of the Laplacian is the usual cheap focus measure (blur and heavy compression
-remove the high frequencies it sums); mean luma catches under-exposed footage; the worst head pose over the clip
-(from the track) catches profile views that the mean hides. Measured on the central face box of up to
+remove the high frequencies it sums); mean luma catches under-exposed footage. Both on the face box of up to
 `SAMPLES` evenly spaced frames (the median over frames, so one motion-blurred frame does not drop a clip).
+This is the pipeline's one pose gate: the largest |yaw| / |pitch| over every frame of the track, because a
+profile view in part of a clip is what the mean hides. A soft gate after the expensive stages, so a changed
+limit can be re-decided from the stored scores.
 """
 
 from __future__ import annotations
