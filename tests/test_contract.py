@@ -20,6 +20,8 @@ from pipeline.track_io import TRACK_KEYS, read_track
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
 
+pytestmark = pytest.mark.slow  # a real build, training, evaluation and generation: minutes
+
 # Two short real clips: one English HDTF crop, one Mandarin portrait clip (the languages differ on purpose).
 CLIPS = {"en": "hdtf_WDA_AOC_en_8s.mp4", "zh": "liveportrait_d20_zh.mp4"}
 

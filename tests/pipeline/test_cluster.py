@@ -50,6 +50,7 @@ def cluster():
     c.shutdown()
 
 
+@pytest.mark.slow  # two Ray nodes and three builds
 def test_two_node_cluster_gives_single_node_keys(tmp_path, tmp_path_factory, shared_media, cluster):
     clean, manifests, cfg_yaml, _ = reference_run(tmp_path_factory, shared_media, N_VIDEOS)
     c, raylets = cluster

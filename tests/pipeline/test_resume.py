@@ -29,6 +29,7 @@ N_VIDEOS = 2
 KILLS = 2
 
 
+@pytest.mark.slow  # a reference build, then builds killed and resumed
 def test_kill9_and_resume_gives_the_same_keys(tmp_path, tmp_path_factory, shared_media):
     clean, manifests, cfg_yaml, t_clean = reference_run(tmp_path_factory, shared_media, N_VIDEOS)
     want_shards, want_index = sorted(shard_keys(clean)), sorted(index_keys(clean))
