@@ -27,6 +27,7 @@ def _args(shards, out, models, *extra: str) -> list[str]:
             "--metric-size", "160", "--no-progress", *extra]  # fmt: skip
 
 
+@pytest.mark.slow  # train a checkpoint, then the evaluate CLI
 def test_evaluate_end_to_end_with_checkpoint(mcdm_shards, tiny_checkpoint, tmp_path):
     res = evaluate.main(_args(mcdm_shards, tmp_path / "ev", tmp_path / "nomodels", "--checkpoint", tiny_checkpoint,
                               "--clips", "8", "--bin-s", "0.64"))

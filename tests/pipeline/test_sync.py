@@ -85,18 +85,21 @@ def test_smooth_curve_prefers_a_broad_peak_over_a_one_lag_spike():
     assert s[6] == pytest.approx((0.3 + 0.8 + 0.3) / 4)
 
 
+@pytest.mark.slow  # the scorer over 12 real clips x 21 shifts + mismatched audio
 def test_energy_scorer_separates_in_sync_from_other_speech(accuracy):
     """Issue target: AUC >= 0.9 of conf, own in-sync audio vs another clip's speech; most in-sync clips pass 3.0."""
     assert accuracy["auc"] >= 0.9, accuracy
     assert np.mean(np.array(accuracy["pos"]) >= 3.0) >= 0.5, accuracy
 
 
+@pytest.mark.slow  # the scorer over 12 real clips x 21 shifts + mismatched audio
 def test_energy_scorer_recovers_added_shifts(accuracy):
     """Added shifts are recovered relative to each clip's own k=0 reading on >= 97 % of cases (252 of 252 since
     zero padding is masked and the edge lags are smoothed like the rest)."""
     assert accuracy["relative"] >= 0.97, accuracy
 
 
+@pytest.mark.slow  # the scorer over 12 real clips x 21 shifts + mismatched audio
 def test_energy_scorer_recovers_absolute_shifts(accuracy):
     """Issue #5's target: k recovered within +-1 frame on >= 90 % of the in-sync copies (measured 91.7 %; the
     misses are all retalking_face5's, which the scorer reads at -3 where the eye reads ~0)."""
@@ -234,6 +237,7 @@ def test_load_sync_scorer_choices(tmp_path):
         load_sync_scorer(cfg)
 
 
+@pytest.mark.slow  # faces -> sync -> quality on a real clip
 def test_sync_and_quality_on_real_faces_stage_output(shared_media, media_cache, tmp_path):
     """Contract check: the real FaceTrack output (crop, track .npz) feeds SyncFilter and QualityFilter."""
     from pipeline.stages.faces import FaceTrack

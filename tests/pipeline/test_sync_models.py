@@ -114,6 +114,7 @@ def _av_score(model: LightASD, visual: torch.Tensor, audio: np.ndarray) -> float
     return float(model.score_embeddings(visual, model.model.audioEncoder(feats)).mean())
 
 
+@pytest.mark.slow  # Light-ASD over 6 clips x every other clip's audio
 def test_lightasd_prefers_own_audio(shared_media, asd_clips):
     """AVA checkpoint on 6 real clips: own speech scores far above silence on every clip, and above the median of
     the other speakers' speech on most (measured 5 of 6: the margin is small, see RESULTS_sync.md)."""
