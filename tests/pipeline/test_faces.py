@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.kit.cache import built, recipe_key
 from pipeline.config import BuildConfig
 from pipeline.media import ffmpeg, probe, read_frames
 from pipeline.models.face_detectors import DlibHogDetector
@@ -38,33 +39,34 @@ def _norm(out: Path, args: list[str], vf: str | None = None, filter_complex: str
 
 
 @pytest.fixture(scope="session")
-def clips(shared_media, media_cache, have_ffmpeg) -> dict[str, Path]:
+def clips(shared_media, media_store, have_ffmpeg) -> dict[str, Path]:
     v = shared_media / "video_av"
-    aoc, katie = v / "hdtf_WDA_AOC_en_8s.mp4", v / "hdtf_WDA_KatieHill_en_8s.mp4"
+    aoc, katie, demo1 = v / "hdtf_WDA_AOC_en_8s.mp4", v / "hdtf_WDA_KatieHill_en_8s.mp4", v / "latentsync_demo1_ru_10s.mp4"
     body = "[2:v]crop=1080:700:0:1220,scale=512:512,setsar=1,fps=25"  # latentsync demo1 below the face: no face
-    return {
-        "aoc": _norm(media_cache / "f_aoc.mkv", ["-t", "3", "-i", str(aoc)], "setsar=1"),
-        "portrait": _norm(media_cache / "f_portrait.mkv", ["-t", "3", "-i", str(v / "latentsync_demo1_ru_10s.mp4")],
-                          "setsar=1"),
-        "noface": _norm(media_cache / "f_noface.mkv", ["-t", "3", "-i", str(v / "latentsync_demo1_ru_10s.mp4")],
-                        "crop=1080:700:0:1220"),
-        "multi": _norm(media_cache / "f_multi.mkv", ["-t", "3", "-i", str(aoc), "-t", "3", "-i", str(katie)],
-                       filter_complex="[0:v][1:v]hstack=inputs=2,fps=25[v]"),
-        "small": _norm(media_cache / "f_small.mkv", ["-t", "3", "-i", str(aoc)], "scale=160:160,pad=512:512:300:40"),
+    recipes = {  # name: (ffmpeg input args, -vf, -filter_complex)
+        "aoc": (["-t", "3", "-i", str(aoc)], "setsar=1", None),
+        "portrait": (["-t", "3", "-i", str(demo1)], "setsar=1", None),
+        "noface": (["-t", "3", "-i", str(demo1)], "crop=1080:700:0:1220", None),
+        "multi": (["-t", "3", "-i", str(aoc), "-t", "3", "-i", str(katie)], None, "[0:v][1:v]hstack=inputs=2,fps=25[v]"),
+        "small": (["-t", "3", "-i", str(aoc)], "scale=160:160,pad=512:512:300:40", None),
         # a woman talking with clasped hands that MTCNN takes for a face in most frames, sized like Normalize does
-        "hands": _norm(media_cache / "f_hands.mkv", ["-ss", "4.4", "-t", "3", "-i",
-                       str(v / "latentsync_demo1_ru_10s.mp4")], "scale=608:1080,setsar=1"),
+        "hands": (["-ss", "4.4", "-t", "3", "-i", str(demo1)], "scale=608:1080,setsar=1", None),
         # AOC 2.4 s | no face 1.6 s | Katie Hill 2.4 s: the track breaks into two >= 2 s pieces
-        "split": _norm(media_cache / "f_split.mkv", ["-t", "2.4", "-i", str(aoc), "-t", "1.6", "-i",
-                       str(v / "latentsync_demo1_ru_10s.mp4"), "-ss", "3", "-t", "2.4", "-i", str(katie)],
-                       filter_complex=f"[0:v]fps=25,setsar=1[a];{body.replace('[2:v]', '[1:v]')}[b];"
-                       "[2:v]fps=25,setsar=1[c];[a][b][c]concat=n=3:v=1:a=0[v]"),
+        "split": (["-t", "2.4", "-i", str(aoc), "-t", "1.6", "-i", str(demo1), "-ss", "3", "-t", "2.4", "-i", str(katie)],
+                  None, f"[0:v]fps=25,setsar=1[a];{body.replace('[2:v]', '[1:v]')}[b];"
+                  "[2:v]fps=25,setsar=1[c];[a][b][c]concat=n=3:v=1:a=0[v]"),
         # AOC 1.2 s | no face 1.4 s | AOC 1.2 s: pieces shorter than min_clip_s -> track_broken
-        "broken": _norm(media_cache / "f_broken.mkv", ["-t", "1.2", "-i", str(aoc), "-t", "1.4", "-i",
-                        str(v / "latentsync_demo1_ru_10s.mp4"), "-ss", "1.2", "-t", "1.2", "-i", str(aoc)],
-                        filter_complex=f"[0:v]fps=25,setsar=1[a];{body.replace('[2:v]', '[1:v]')}[b];"
-                        "[2:v]fps=25,setsar=1[c];[a][b][c]concat=n=3:v=1:a=0[v]"),
+        "broken": (["-t", "1.2", "-i", str(aoc), "-t", "1.4", "-i", str(demo1), "-ss", "1.2", "-t", "1.2", "-i", str(aoc)],
+                   None, f"[0:v]fps=25,setsar=1[a];{body.replace('[2:v]', '[1:v]')}[b];"
+                   "[2:v]fps=25,setsar=1[c];[a][b][c]concat=n=3:v=1:a=0[v]"),
     }  # fmt: skip
+
+    def build(tmp: Path) -> None:
+        for name, (args, vf, fc) in recipes.items():
+            _norm(tmp / f"f_{name}.mkv", args, vf, fc)
+
+    d = built(media_store / "faces" / f"clips-{recipe_key((_norm, ENC, recipes), (aoc, katie, demo1))}", build)
+    return {name: d / f"f_{name}.mkv" for name in recipes}
 
 
 @pytest.fixture(scope="session")

@@ -92,6 +92,7 @@ def test_asd_face_crops_window():
     assert abs(crop[0, 56, 0] - gray[170, 115]) < 3 and abs(crop[0, 56, -1] - gray[170, 185]) < 3
 
 
+@pytest.mark.slow  # Light-ASD on 6 real clips; no stage uses it yet
 def test_lightasd_loads_real_weights_and_scores(shared_media, asd_clips):
     path = find_lightasd_weights("/nonexistent", shared_media / "weights" / "light_asd_finetuning_TalkSet.model")
     model = load_lightasd(path)
