@@ -14,7 +14,7 @@ from pipeline.config import BuildConfig
 from pipeline.record import STAGES
 from pipeline.report import write_report
 from pipeline.sink import ShardSink
-from tests.pipeline.sink_media import dropped_video, make_media, video
+from tests.helpers.sink_media import dropped_video, make_media, video
 
 
 class _Dom(HTMLParser):
@@ -100,6 +100,7 @@ def test_stats_numbers(built):
     assert en["scores"]["face_px"]["all"]["n"] == 7  # the download-dropped row has no face_px
 
 
+@pytest.mark.slow  # a real browser renders the page
 def test_report_html_in_chromium(built, tmp_path):
     write_report(BuildConfig(out=str(built)))
     dom, shot = _chromium(built / "report.html", tmp_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -15,7 +14,8 @@ import webdataset as wds
 from pipeline import sink as sink_mod
 from pipeline.config import BuildConfig
 from pipeline.sink import ShardSink
-from tests.pipeline.sink_media import dropped_video, make_media, video
+from pipeline.track_io import read_track
+from tests.helpers.sink_media import dropped_video, make_media, video
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +53,7 @@ def test_shards_readable_with_four_members_and_index(tmp_path, m):
         assert "." not in x["__key__"]
         assert {k for k in x if not k.startswith("__")} == {"mp4", "wav", "json", "npz"}
         assert x["mp4"] == m["crop"].read_bytes() and x["wav"] == m["wav"].read_bytes()
-        track = np.load(io.BytesIO(x["npz"]))
+        track = read_track(x["npz"])
         assert track["boxes"].shape == (25, 4) and track["landmarks"].shape == (25, 68, 2)
         meta = json.loads(x["json"])
         assert meta["key"] == x["__key__"] and meta["sync_conf"] == 6.5 and meta["shard"] == "en-000000.tar"
