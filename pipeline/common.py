@@ -31,7 +31,7 @@ from .models.face_weights import (
     find_insightface_model,
     find_insightface_pack,
 )
-from .models.sync_loader import load_sync_scorer
+from .models.sync_loader import load_sync_scorer, syncnet_weights
 from .record import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from .track import head_pose, mouth_open
 from .track_io import TRACK_KEYS, TrackError, read_track, track_bytes, write_track
@@ -41,12 +41,13 @@ __all__ = [
     "TRACK_KEYS", "ArcFaceEmbedder", "MediaError", "MissingWeightsError", "TrackError", "decode_video_bytes",
     "default_models_dir", "dlib_model_path", "find_insightface_model", "find_insightface_pack", "head_pose",
     "media", "merge_dataclass", "mouth_open", "read_audio", "read_frames", "read_track", "require_ffmpeg",
-    "sync_scorer", "track_bytes", "write_track", "write_video", "write_wav",
+    "sync_scorer", "syncnet_weights", "track_bytes", "write_track", "write_video", "write_wav",
 ]  # fmt: skip
 
 
 def sync_scorer(models_dir: str | None = None, search_frames: int = 15, scorer: str = "auto") -> Any:
-    """The sync stage's scorer for a models dir (SyncNet when its weights are there, else the fused scorer)."""
+    """A sync stage scorer for a models dir: `scorer` as sync.scorer takes it ("auto": SyncNet when its weights
+    are there, else the fused scorer; "syncnet", "fused", "energy"); None = the default models dir."""
     cfg = BuildConfig() if models_dir is None else BuildConfig(models_dir=str(models_dir))
     cfg.sync.search_frames, cfg.sync.scorer = search_frames, scorer
     return load_sync_scorer(cfg)

@@ -7,6 +7,13 @@ from pathlib import Path
 from ..config import CHOICES, BuildConfig
 
 
+def syncnet_weights(models_dir: str | Path) -> Path:
+    """Where SyncNet's upstream weights go: <models_dir>/syncnet/syncnet_v2.model."""
+    from .syncnet import WEIGHTS_REL
+
+    return Path(models_dir).expanduser() / WEIGHTS_REL
+
+
 def load_sync_scorer(cfg: BuildConfig):
     """cfg.sync.scorer: "auto" (SyncNet weights at <models_dir>/syncnet/syncnet_v2.model if present, else the
     weight-free fused scorer), "syncnet" (weights required), "fused" (energy offset + audio->mouth prior
@@ -14,10 +21,10 @@ def load_sync_scorer(cfg: BuildConfig):
     from .sync_energy import EnergySyncScorer
     from .sync_fused import FusedSyncScorer
     from .sync_prior import PRIOR_PATH
-    from .syncnet import WEIGHTS_REL, SyncNetScorer, load_syncnet
+    from .syncnet import SyncNetScorer, load_syncnet
 
     choice = cfg.sync.scorer
-    weights = Path(cfg.models_dir).expanduser() / WEIGHTS_REL
+    weights = syncnet_weights(cfg.models_dir)
     if choice == "syncnet" or (choice == "auto" and weights.is_file()):
         return SyncNetScorer(load_syncnet(weights), cfg.sync.search_frames)
     if choice == "energy":
