@@ -2,7 +2,7 @@
 PY ?= python
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup sample test lint bench bench-ingest bench-faces bench-language bench-sync bench-pipeline bench-train bench-memory
+.PHONY: setup sample test test-fast lint bench bench-ingest bench-faces bench-language bench-sync bench-pipeline bench-train bench-memory
 
 setup:
 	bash scripts/setup.sh
@@ -12,6 +12,9 @@ sample:
 
 test:
 	$(PY) -m pytest -m "not gpu and not weights"
+
+test-fast:
+	$(PY) -m pytest -m "not slow and not gpu and not weights"
 
 lint:
 	ruff check pipeline mcdm_model tests benchmarks

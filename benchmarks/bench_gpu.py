@@ -81,7 +81,7 @@ def bench(size: str, stage: str, a: argparse.Namespace) -> dict:
 
 
 def torchrun_check() -> str:
-    from mcdm_model.fixture_shards import write_shards
+    from benchmarks.kit.fixture_shards import write_shards
 
     media = Path(os.environ.get("TFW_SHARED_MEDIA", ROOT.parent / "shared" / "media"))
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 """Light-ASD on real clips: does it separate own speech from silence / other speech, and does it find A/V offsets?
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_lightasd.py [--cache DIR] [--weights PATH] [--frames N]
-For each real talking clip (normalised + dlib-tracked by tests/pipeline/sync_media.py, first N frames after a
+For each real talking clip (normalised + dlib-tracked by benchmarks/kit/sync_media.py, first N frames after a
 15-frame audio lead): the upstream 112x112 face crops are scored with their own audio, silence and every other
 clip's audio (mean speaking log-odds), and with the own audio moved by -15..15 frames (one visual pass, one audio
 pass per lag). offset = argmax of that curve (0 is right for in-sync clips; an added shift moves the curve by the
@@ -19,20 +19,21 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "pipeline")]
+sys.path.insert(0, str(ROOT))  # run as a script from a clone
 
-import sync_media  # noqa: E402
-
+from benchmarks.kit import sync_media  # noqa: E402
+from benchmarks.kit.cache import cache_root  # noqa: E402
 from pipeline import media  # noqa: E402
 from pipeline.models.lightasd import asd_face_crops, audio_features, load_lightasd  # noqa: E402
 from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
+from pipeline.track_io import read_track  # noqa: E402
 
 LEAD = 15
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--cache", default="/tmp/tfw_bench_sync")
+    p.add_argument("--cache", default=str(cache_root() / "sync"))
     p.add_argument("--shared", default=str(ROOT.parent / "shared" / "media"))
     p.add_argument("--weights", default="", help="checkpoint (default: <shared>/weights/light_asd_pretrain_AVA_CVPR.model)")
     p.add_argument("--frames", type=int, default=200)
@@ -46,7 +47,7 @@ def main() -> None:
         frames = media.read_frames(r["norm_path"])
         audio = media.read_audio(r["audio_path"])
         n = min(len(frames), len(audio) // 640, args.frames + 2 * LEAD)
-        crops = asd_face_crops(frames[LEAD : n - LEAD], np.load(r["track_path"])["boxes"][LEAD : n - LEAD])
+        crops = asd_face_crops(frames[LEAD : n - LEAD], read_track(r["track_path"])["boxes"][LEAD : n - LEAD])
         energy_off = EnergySyncScorer().score(media.read_frames(r["crop_path"], size=(128, 128))[LEAD : n - LEAD],
                                               audio[: n * 640], audio_lead_frames=LEAD)[0]  # fmt: skip
         clips.append((r["key"], crops, audio[: n * 640], energy_off))

@@ -71,7 +71,7 @@ def train(a: argparse.Namespace, out: Path, *extra: str) -> None:
 def phase_data(a: argparse.Namespace) -> None:
     if list((a.work / "shards").rglob("*.tar")):
         return
-    from mcdm_model.fixture_shards import write_shards
+    from benchmarks.kit.fixture_shards import write_shards
 
     write_shards(a.work, [(MEDIA / "video_av" / f, s, e) for f, s, e in TRAIN_CLIPS], crop_size=64, per_shard=2)
 

@@ -2,11 +2,11 @@
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_sync.py [--cache DIR] [--clips N] [--reference syncnet]
 For each real talking clip in ../shared/media/video_av (normalised to 25 fps / 16 kHz, face-cropped with dlib by
-tests/pipeline/sync_media.py): the audio is delayed by k in -10..10 frames and the scorer must find k (+-1);
+benchmarks/kit/sync_media.py): the audio is delayed by k in -10..10 frames and the scorer must find k (+-1);
 then the same video is scored against every other clip's audio (another speaker's speech) and the AUC of the
 confidence (own in-sync audio vs others) is reported. Prints one row per clip and a total row.
 "In sync" is by default each source re-aligned by its hand-read offset (two sources are off: SOURCE_OFFSETS in
-tests/pipeline/sync_media.py, read with benchmarks/sync_sheet.py); --reference source takes the files as they are,
+benchmarks/kit/sync_media.py, read with benchmarks/sync_sheet.py); --reference source takes the files as they are,
 --reference syncnet re-aligns by upstream SyncNet's reading (weights not offline; benchmarks/RESULTS_sync.md).
 """
 
@@ -19,18 +19,18 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "pipeline")]
+sys.path.insert(0, str(ROOT))  # run as a script from a clone
 
-import sync_media  # noqa: E402
-
+from benchmarks.kit import sync_media  # noqa: E402
+from benchmarks.kit.cache import cache_root  # noqa: E402
 from pipeline.config import BuildConfig, default_models_dir  # noqa: E402
 from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
-from pipeline.stages.sync import load_sync_scorer  # noqa: E402
+from pipeline.models.sync_loader import load_sync_scorer  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--cache", default="/tmp/tfw_bench_sync")
+    p.add_argument("--cache", default=str(cache_root() / "sync"))
     p.add_argument("--clips", type=int, default=0, help="use only the first N clips (0 = all)")
     p.add_argument("--shared", default=str(ROOT.parent / "shared" / "media"))
     p.add_argument("--reference", choices=["annotated", "source", "syncnet"], default="annotated",

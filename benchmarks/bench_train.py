@@ -32,7 +32,7 @@ def shared_media() -> Path:
 
 
 def build_shards(tmp: Path, size: int) -> Path:
-    from mcdm_model.fixture_shards import write_shards
+    from benchmarks.kit.fixture_shards import write_shards
 
     v = shared_media() / "video_av"
     write_shards(tmp, [(v / "hdtf_WDA_AOC_en_8s.mp4", 0.0, 8.0), (v / "hdtf_WDA_KatieHill_en_8s.mp4", 0.0, 8.0)],

@@ -1,6 +1,6 @@
 """Sync inspection sheet: a per-frame mouth strip over frame-aligned RMS bars and a spectrogram, for reading a
 clip's A/V offset by eye from phonetic events (sealed lips during /b/ /p/ /m/ closures, a burst when they part,
-no loud vowel behind sealed lips). This is how the offsets in tests/pipeline/sync_media.py SOURCE_OFFSETS were
+no loud vowel behind sealed lips). This is how the offsets in benchmarks/kit/sync_media.py SOURCE_OFFSETS were
 read; see benchmarks/RESULTS_sync.md, section D.
 
 Usage: python benchmarks/sync_sheet.py --clip hdtf_WDA_AOC_en_8s.mp4 --start 50 --frames 25 [--shift 2] [--words]
@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "pipeline")]
+sys.path.insert(0, str(ROOT))  # run as a script from a clone
 
-import sync_media  # noqa: E402
-
+from benchmarks.kit import sync_media  # noqa: E402
+from benchmarks.kit.cache import cache_root  # noqa: E402
 from pipeline import media  # noqa: E402
+from pipeline.track_io import read_track  # noqa: E402
 
 HOP = sync_media.HOP
 
@@ -44,7 +45,7 @@ def render(row: dict, start: int, n: int, shift: int, out: Path) -> Path:
     from scipy.signal import spectrogram
 
     frames = media.read_frames(row["norm_path"])
-    track = np.load(row["track_path"])
+    track = read_track(row["track_path"])
     audio = sync_media.shift_audio(media.read_audio(row["audio_path"]), -shift)
     n = min(n, len(frames) - start)
     idx = range(start, start + n)
@@ -93,7 +94,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=25)
     p.add_argument("--shift", type=int, default=0)
     p.add_argument("--words", action="store_true")
-    p.add_argument("--cache", default="/tmp/tfw_bench_sync")
+    p.add_argument("--cache", default=str(cache_root() / "sync"))
     p.add_argument("--shared", default=str(ROOT.parent / "shared" / "media"))
     p.add_argument("--out", default="")
     args = p.parse_args()

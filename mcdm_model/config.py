@@ -9,18 +9,13 @@ so a checkpoint alone rebuilds its model on any machine.
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipeline.config import merge_dataclass
-
-
-def default_models_dir() -> str:
-    return os.environ.get("TFW_MODELS_DIR", str(Path.home() / ".cache" / "talkingface-wild" / "models"))
+from pipeline.common import default_models_dir, merge_dataclass
 
 
 @dataclass

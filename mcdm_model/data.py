@@ -26,12 +26,13 @@ import wave
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from mcdm_model.config import ModelConfig, TrainConfig
 from mcdm_model.motion import motion_tokens
+from pipeline.common import decode_video_bytes as decode_mp4
+from pipeline.common import read_track
 
 log = logging.getLogger(__name__)
 IMAGE_KEYS = ("ref", "archived", "present")
@@ -100,39 +101,6 @@ class ShardIndex:
         return out
 
 
-def _decode_ffmpeg(data: bytes, size: int) -> np.ndarray:
-    """Fallback without PyAV: the ffmpeg CLI on a temp file (pipeline.media)."""
-    import tempfile
-
-    from pipeline.media import read_frames
-
-    with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
-        tmp.write(data)
-        tmp.flush()
-        return read_frames(tmp.name, size=(size, size))
-
-
-def decode_mp4(data: bytes, size: int) -> np.ndarray:
-    """H.264 bytes -> (N, size, size, 3) uint8 RGB, decoded in memory with PyAV (else ffmpeg on a temp file)."""
-    try:
-        import av  # ships with faster-whisper
-    except ImportError:
-        av = None
-    if av is None:
-        frames = list(_decode_ffmpeg(data, size))
-    else:
-        frames = []
-        with av.open(io.BytesIO(data)) as box:
-            for fr in box.decode(video=0):
-                img = fr.to_ndarray(format="rgb24")
-                if img.shape[0] != size or img.shape[1] != size:
-                    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-                frames.append(img)
-    if not frames:
-        raise ValueError("mp4 has no video frames")
-    return np.stack(frames)
-
-
 def decode_wav(data: bytes, sample_rate: int) -> np.ndarray:
     with wave.open(io.BytesIO(data)) as wf:
         if wf.getframerate() != sample_rate or wf.getnchannels() != 1 or wf.getsampwidth() != 2:
@@ -148,8 +116,8 @@ def decode_clip(sample: dict, cfg: ModelConfig) -> dict:
         raise ValueError(f"sample {sample.get('__key__')} lacks {missing}")
     frames = decode_mp4(sample["mp4"], cfg.image_size)
     audio = decode_wav(sample["wav"], cfg.sample_rate)
-    with np.load(io.BytesIO(sample["npz"])) as z:
-        motion = motion_tokens(z["landmarks_crop"], z["pose"])
+    track = read_track(sample["npz"])
+    motion = motion_tokens(track["landmarks_crop"], track["pose"])
     spf = cfg.samples_per_frame
     n = min(len(frames), len(motion), len(audio) // spf)
     meta = json.loads(sample["json"]) if "json" in sample else {}

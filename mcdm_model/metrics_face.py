@@ -3,7 +3,7 @@
 A metric must be able to fail: landmarks are fitted only inside a box the detector found in *that* frame, never in
 a box borrowed from the ground truth or from another frame, so a frame without a face gives NaN landmarks and NaN
 identity, and `face_rate` reports how many frames had a face. Identity uses ArcFace (insightface's buffalo_l
-`w600k_r50.onnx`, run with onnxruntime on the standard 5-point 112² alignment) when the pack is at
+`w600k_r50.onnx`: the faces stage's own embedder, onnxruntime on the 5-point 112² alignment) when the pack is at
 `<models_dir>/insightface/buffalo_l/`, else dlib's 128-D ResNet (face_recognition_models, loaded by path).
 """
 
@@ -14,13 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.models.face_dlib import RESNET as RECOGNITION
-from pipeline.models.face_dlib import SHAPE_68 as LANDMARKS_68
-from pipeline.models.face_weights import dlib_model_path
+from pipeline.common import DLIB_LANDMARKS_68 as LANDMARKS_68
+from pipeline.common import DLIB_RECOGNITION as RECOGNITION
+from pipeline.common import INSIGHTFACE_PACK_ROLES, ArcFaceEmbedder, dlib_model_path, find_insightface_model
 
-ARCFACE = Path("insightface") / "buffalo_l" / "w600k_r50.onnx"
-ARCFACE_DST = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
-                        [70.7299, 92.2041]], np.float32)  # insightface's 112² template (eyes, nose, mouth corners)
+# where the faces stage looks for ArcFace: <models_dir>/insightface/buffalo_l/w600k_r50.onnx (first upstream name)
+ARCFACE = Path("insightface") / "buffalo_l" / INSIGHTFACE_PACK_ROLES["recognition"][0]
 
 
 def dlib_models_dir() -> Path:
@@ -34,28 +33,6 @@ def dlib_models_dir() -> Path:
     return d
 
 
-def five_points(lm: np.ndarray) -> np.ndarray:
-    """iBUG-68 -> the 5 ArcFace points: eye centres, nose tip, mouth corners."""
-    return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]]).astype(np.float32)
-
-
-class ArcFace:
-    """insightface ArcFace ONNX (buffalo_l w600k_r50): aligned 112² RGB crop in [-1, 1] -> 512-D embedding."""
-
-    def __init__(self, path: Path) -> None:
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-        self.name = f"arcface ({path.name})"
-
-    def __call__(self, frame: np.ndarray, lm: np.ndarray) -> np.ndarray:
-        m, _ = cv2.estimateAffinePartial2D(five_points(lm), ARCFACE_DST, method=cv2.LMEDS)
-        crop = cv2.warpAffine(frame, m, (112, 112), borderValue=0.0).astype(np.float32)
-        blob = ((crop - 127.5) / 127.5).transpose(2, 0, 1)[None]
-        return self.session.run(None, {self.input: blob})[0][0].astype(np.float32)
-
-
 class FaceAnalyzer:
     """Landmarks (N, 68, 2) and identity embeddings for RGB uint8 frames; NaN wherever no face was detected."""
 
@@ -67,9 +44,10 @@ class FaceAnalyzer:
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(d / LANDMARKS_68))
         self.detect_width, self.id_stride = detect_width, id_stride
-        arc = Path(models_dir).expanduser() / ARCFACE if models_dir else None
-        if arc is not None and arc.is_file():
-            self.arcface, self.identity_model = ArcFace(arc), f"arcface ({arc.name})"
+        arc = find_insightface_model(models_dir, "recognition", ARCFACE.parent.name) if models_dir else None
+        if arc is not None:
+            self.arcface = ArcFaceEmbedder(arc, ["CPUExecutionProvider"])
+            self.identity_model = f"arcface ({arc.name})"
         else:
             self.arcface, self.identity_model = None, "dlib resnet (dlib_face_recognition_resnet_model_v1)"
             self.encoder = dlib.face_recognition_model_v1(str(d / RECOGNITION))
@@ -97,7 +75,7 @@ class FaceAnalyzer:
 
     def _embed(self, frame: np.ndarray, pts: np.ndarray) -> np.ndarray:
         if self.arcface is not None:
-            return self.arcface(frame, pts)
+            return self.arcface.embed(frame, pts)
         x1, y1 = pts.min(0)
         x2, y2 = pts.max(0)
         rect = self._dlib.rectangle(int(x1), int(y1), int(x2), int(y2))

@@ -1,8 +1,9 @@
 """Lip-sync metrics LSE-C / LSE-D at the best offset, computed with the pipeline's own sync scorer.
 
-The scorer is whatever `pipeline.stages.sync.load_sync_scorer` picks: SyncNet when its weights are in
-`<models_dir>/syncnet/`, else the weight-free energy scorer (mouth-motion energy vs audio spectral flux). From its
-per-lag curve (lags -search..search frames), as SyncNet's LSE-C/D are defined (Prajwal et al. 2020, syncnet_python):
+The scorer is one of the sync stage's (`pipeline.common.sync_scorer`): SyncNet when its weights are in
+`<models_dir>/syncnet/`, else the weight-free energy scorer (mouth-motion energy vs audio spectral flux), not the
+stage's fused default, whose lag curve is a sum of standard scores, not a correlation LSE-D can be read from.
+From the per-lag curve (lags -search..search frames), as SyncNet's LSE-C/D are defined (Prajwal et al. 2020, syncnet_python):
 - SyncNet (mean embedding distance per lag): LSE-D = the minimum over lags, LSE-C = median - minimum;
 - energy (correlation per lag): LSE-D = 1 - maximum r; LSE-C = the scorer's own confidence at its best lag (a
   z-score of the peak against shuffled audio): the raw max - median of r is not comparable across audio tracks
@@ -23,12 +24,10 @@ MIN_FACE_RATE = 0.5
 
 def load_pipeline_scorer(models_dir: str | None = None, search: int = 15) -> Any:
     """The pipeline's sync scorer for `models_dir` (SyncNet if its weights are there, else energy)."""
-    from pipeline.config import BuildConfig
-    from pipeline.stages.sync import load_sync_scorer
+    from pipeline.common import default_models_dir, sync_scorer, syncnet_weights
 
-    cfg = BuildConfig() if models_dir is None else BuildConfig(models_dir=str(models_dir))
-    cfg.sync.search_frames = search
-    return load_sync_scorer(cfg)
+    has_syncnet = syncnet_weights(models_dir or default_models_dir()).is_file()
+    return sync_scorer(models_dir, search, "syncnet" if has_syncnet else "energy")
 
 
 def lse_scores(offsets: np.ndarray, values: np.ndarray, lower_is_better: bool, conf: float | None = None) -> dict:

@@ -35,8 +35,8 @@ class DownloadConfig:
 
 @dataclass
 class NormalizeConfig:
-    fps: int = 25
-    sample_rate: int = 16000
+    """Frame rate and sample rate are the record's constants (pipeline.record.FPS, SAMPLE_RATE), not settings."""
+
     crf: int = 18
     max_short_side: int = 1080  # downscale so the shorter side is at most this (portrait keeps its faces)
     timeout_s: float = 1800.0
@@ -45,8 +45,7 @@ class NormalizeConfig:
 
 @dataclass
 class ShotsConfig:
-    detector: str = "adaptive"  # PySceneDetect AdaptiveDetector
-    threshold: float = 3.0
+    threshold: float = 3.0  # PySceneDetect AdaptiveDetector's adaptive_threshold
     min_scene_s: float = 0.6
     min_clip_s: float = 2.0
     max_clip_s: float = 20.0  # longest window (clip) of a take; longer takes are cut into consecutive windows
@@ -66,8 +65,6 @@ class FacesConfig:
     crop_size: int = 512
     crop_padding: float = 0.4
     smooth_window: int = 5
-    max_abs_yaw: float = 60.0
-    max_abs_pitch: float = 45.0
     insightface_pack: str = "buffalo_l"  # <models_dir>/insightface/<pack>/ (backend auto|insightface)
     detect_max_side: int = 640  # frames are downsized to this longest side for detection only
 
@@ -101,6 +98,7 @@ class QualityConfig:
     max_blockiness: float = 1.25  # steps on the 8-px block grid vs elsewhere; above = blurry (heavy compression)
     min_sharpness: float = 20.0  # variance of the Laplacian on the crop: only for rows without the native measures
     min_brightness: float = 30.0
+    # the one pose gate: the largest |yaw| / |pitch| over the clip's frames (pipeline/stages/quality.py)
     max_abs_yaw: float = 45.0
     max_abs_pitch: float = 35.0
 
@@ -177,17 +175,29 @@ class BuildConfig:
         return Path(self.out) / "work"
 
 
-def merge_dataclass(obj: Any, data: dict[str, Any], where: str) -> Any:
+# Settings that were removed: a config that still sets one is told why, not just "unknown setting".
+REMOVED: dict[str, str] = {
+    "normalize.fps": "the frame rate is a constant of the record contract (pipeline.record.FPS = 25)",
+    "normalize.sample_rate": "the sample rate is a constant of the record contract (pipeline.record.SAMPLE_RATE = 16000)",
+    "shots.detector": "it was read by nothing: the shots stage always uses PySceneDetect's AdaptiveDetector",
+    "faces.max_abs_yaw": "the one pose gate is quality.max_abs_yaw (largest |yaw| over the clip's frames)",
+    "faces.max_abs_pitch": "the one pose gate is quality.max_abs_pitch (largest |pitch| over the clip's frames)",
+}
+
+
+def merge_dataclass(obj: Any, data: dict[str, Any], where: str, _section: str = "") -> Any:
     """Apply a (YAML) mapping onto nested dataclasses in place; unknown keys raise naming where they were."""
     known = {f.name: f for f in fields(obj)}
     for name, value in data.items():
+        if f"{_section}{name}" in REMOVED:
+            raise ValueError(f"{where}: setting {name!r} was removed: {REMOVED[f'{_section}{name}']}; delete it")
         if name not in known:
             raise ValueError(f"{where}: unknown setting {name!r} (known: {', '.join(sorted(known))})")
         current = getattr(obj, name)
         if is_dataclass(current):
             if not isinstance(value, dict):
                 raise ValueError(f"{where}.{name}: expected a mapping")
-            merge_dataclass(current, value, f"{where}.{name}")
+            merge_dataclass(current, value, f"{where}.{name}", f"{_section}{name}.")
         else:
             setattr(obj, name, tuple(value) if isinstance(current, tuple) else value)
     return obj

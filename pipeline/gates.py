@@ -81,8 +81,6 @@ def _number(v: Any) -> float | None:
 GATES: tuple[Gate, ...] = (
     Gate("face size (px)", "faces", "small_face", "face_px", "faces", "min_face_px", "min"),
     Gate("face presence", "faces", "track_broken", "take_coverage", "faces", "min_presence", "min"),
-    Gate("mean |yaw| (faces)", "faces", "extreme_pose", "yaw_abs_mean", "faces", "max_abs_yaw", "max"),
-    Gate("mean |pitch| (faces)", "faces", "extreme_pose", "pitch_abs_mean", "faces", "max_abs_pitch", "max"),
     Gate("speech ratio", "language", "no_speech", "speech_ratio", "language", "min_speech_ratio", "min"),
     Gate("language probability", "language", "lang_uncertain", "lang_prob", "language", "min_lang_prob", "min"),
     Gate("sync offset (frames)", "sync", "out_of_sync", "av_offset_frames", "sync", "max_offset_frames", "max", True),

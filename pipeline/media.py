@@ -242,3 +242,36 @@ def cut(src: str | Path, dst: str | Path, start_s: float, end_s: float, timeout:
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
         "-c:a", "pcm_s16le", str(dst), timeout=timeout,
     )  # fmt: skip
+
+
+def decode_video_bytes(data: bytes, size: int) -> np.ndarray:
+    """Encoded video bytes (a shard's .mp4) -> (N, size, size, 3) uint8 RGB, decoded in memory.
+
+    PyAV (it ships with faster-whisper) decodes without touching disk, which matters inside DataLoader workers;
+    without it, ffmpeg decodes a temp file. Frames of another size are resized with INTER_AREA."""
+    try:
+        import av
+    except ImportError:
+        av = None
+    if av is None:
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            frames = list(read_frames(tmp.name, size=(size, size)))
+    else:
+        import io
+
+        import cv2
+
+        frames = []
+        with av.open(io.BytesIO(data)) as box:
+            for fr in box.decode(video=0):
+                img = fr.to_ndarray(format="rgb24")
+                if img.shape[0] != size or img.shape[1] != size:
+                    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+                frames.append(img)
+    if not frames:
+        raise MediaError("video has no frames")
+    return np.stack(frames)

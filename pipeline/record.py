@@ -1,33 +1,16 @@
-"""The row contract: one flat dict per item that every stage only adds to.
+"""The row contract: one flat dict per item that every stage only adds to, and the media constants every stage shares.
 
-Keys, documented once here (stage that adds them, in pipeline order):
-
-seed       key, video_key, lang_expected, source, source_id, status="ok", drop_reason="", drop_stage="",
-           source_public (what a sample's .json calls the source: no host path; pipeline/manifest.py)
-download   video_path, title, channel, duration_s, license, webpage_url
-normalize  norm_path (25 fps CFR H.264 + 16 kHz mono PCM in one .mkv), width, height, fps, audio_path (.wav)
-shots      -> one row per scene piece (<= shots.max_take_s): key="<video_key>-s0003", shot_index, start_s, end_s,
-           n_clips (pieces of the video)
-faces      -> one row per window (<= shots.max_clip_s) of each take (pipeline/takes.py): key="<take_id>[-wNNN]",
-           start_s/end_s narrowed to the window, take_id, take_index, take_windows, prev_key, take_s,
-           take_coverage (the presence rule's share, per take);
-           track_path (.npz: frames, boxes, landmarks, pose, mouth_open, id_embedding), crop_path (.mp4),
-           face_px, n_faces, face_coverage, yaw_abs_mean, pitch_abs_mean, detector,
-           face_detail_px, face_blockiness, face_native_px (the face at source resolution: face_quality.py)
-language   lang, lang_prob, lang_top3 (json), speech_ratio, n_speakers (-1 = check did not run), transcript
-           speaker_check ("pyannote" | "not_run"), lang_model (which Whisper weights)
-sync       av_offset_frames, sync_conf, sync_scorer, clip_wav_path (.wav), sync_shift_frames (audio moved by)
-quality    sharpness, brightness, yaw_abs_max, pitch_abs_max
-sink       (the Commit stage) write_failed drops; the ledger entry also holds each clip's fingerprints
-finalize   (pipeline/finalize.py) re-decides the score gates (pipeline/gates.py; rebuild_gate names a loosened
-           hard gate the row might now pass), then duplicate_of (drop "duplicate"), identity_id, split
-           (train | val | test), shard (path under shards/ of the kept clip's shard, "" for drops)
+The keys are documented once, in ROW_KEYS (stage that adds them, in pipeline order); `index.parquet` holds no
+other column. Per-frame arrays never go in a row: the faces stage writes them to the track `.npz`
+(pipeline/track_io.py) and puts its path in `track_path`.
 
 Rows carry paths to media on storage every Ray node can reach, never decoded frames or large arrays.
 A dropped row keeps status="dropped", drop_reason and drop_stage; later stages pass it through untouched.
 A row that failed transiently (pipeline/faults.py: disk, network, timeout, memory, a killed worker) after its
-retries has status="retry_later", drop_stage and drop_detail: it is no drop, so the sink neither ledgers nor
-indexes its video and lists it in <out>/pending.json; the next run processes the video again.
+retries has status="retry_later", drop_stage and drop_detail: it is no drop, so the Commit stage does not ledger its
+video, finalize does not index it, and it is listed in <out>/pending.json; the next run processes the video again.
+From shots on a row is one clip: a scene piece (<= shots.max_take_s) after shots, one window (<= shots.max_clip_s)
+of a take (pipeline/takes.py: key "<take_id>[-wNNN]") after faces.
 """
 
 from __future__ import annotations
@@ -38,6 +21,74 @@ from typing import Any
 
 Row = dict[str, Any]
 
+# The record's media: every normalised file, crop, clip wav and track is at FPS frames/s and SAMPLE_RATE Hz mono,
+# so one video frame is SAMPLES_PER_FRAME audio samples. Constants of the contract, not settings.
+FPS = 25
+SAMPLE_RATE = 16000
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
+
+# Every row key, by the stage that adds it (pipeline order), with what it holds.
+ROW_KEYS: dict[str, dict[str, str]] = {
+    "seed": {
+        "key": "<lang>-<safe source id>[-sNNNN[-tNN]] (make_key)", "video_key": "key of the source video",
+        "lang_expected": "language of the manifest", "source": "URL, ytsearchN: query or local path",
+        "source_id": "manifest id (or search result id)", "license": "manifest license (download may refine it)",
+        "note": "manifest note", "status": '"ok" | "dropped" | "retry_later"',
+        "drop_reason": "one of DROP_REASONS, error or retry_later", "drop_stage": "stage that dropped the row",
+        "drop_detail": "why, for people (drops and retry_later only)",
+        "source_public": "what a sample's .json calls the source: no host path (pipeline/manifest.py)",
+    },
+    "download": {
+        "video_path": "downloaded (or local) file", "title": "video title", "channel": "uploader",
+        "duration_s": "seconds (normalize re-measures it)", "webpage_url": "page of the video",
+        "search_query": "the ytsearchN: query a result came from",
+    },
+    "normalize": {
+        "norm_path": f"{FPS} fps CFR H.264 + {SAMPLE_RATE} Hz mono PCM in one .mkv", "audio_path": ".wav of it",
+        "width": "px of norm_path", "height": "px of norm_path", "fps": "frame rate of norm_path (FPS)",
+    },
+    "shots": {
+        "shot_index": 'one row per clip from here on: key = "<video_key>-s0003"', "start_s": "clip start in norm_path",
+        "end_s": "clip end in norm_path",
+        "n_clips": "clips of the video",
+    },
+    "faces": {
+        "track_path": "per-frame track .npz (pipeline/track_io.py)", "crop_path": "square face crop .mp4",
+        "face_px": "median longest side of the face box", "n_faces": "most confident faces in a sampled frame",
+        "face_coverage": "share of sampled frames with the tracked face", "detector": "face detector backend",
+        "face_detail_px": "effective resolution px of the face at source resolution (median; face_quality.py)",
+        "face_blockiness": "steps on the 8-px block grid vs elsewhere, 1.0 = none (median; face_quality.py)",
+        "face_native_px": "longest side px of the landmarks' box in the source frame (median)",
+        "take_id": 'the take (one shot, one face track) the clip is a window of: "<video_key>-s0003[-tNN]"',
+        "take_index": "window number in the take (pipeline/takes.py)", "take_windows": "windows in the take",
+        "prev_key": 'key of the previous window of the take ("" for the first)', "take_s": "seconds of the take",
+        "take_coverage": "share of the take's sampled frames with the tracked face",
+    },
+    "language": {
+        "lang": "Whisper's language", "lang_prob": "its probability", "lang_top3": "json [[lang, p], ...]",
+        "speech_ratio": "VAD speech share", "n_speakers": "-1 = check did not run",
+        "speaker_check": '"pyannote" | "not_run"', "transcript": "when language.transcribe",
+        "lang_model": "which Whisper weights",
+    },
+    "sync": {
+        "av_offset_frames": "measured offset, + = audio late", "sync_conf": "scorer confidence",
+        "sync_scorer": "which scorer", "clip_wav_path": "clip audio (.wav), moved to offset 0 when realigned",
+        "sync_shift_frames": "frames the audio was moved by",
+    },
+    "quality": {
+        "sharpness": "variance of the Laplacian on the face", "brightness": "mean luma on the face",
+        "yaw_abs_max": "largest |yaw| degrees over the frames (the pose gate)", "pitch_abs_max": "same for |pitch|",
+    },
+    "finalize": {
+        "rebuild_gate": "a loosened hard gate the dropped row might now pass (pipeline/gates.py)",
+        "duplicate_of": 'key of the clip this one duplicates (drop "duplicate", pipeline/dedup.py)',
+        "identity_id": "the person, clustered across videos (pipeline/identity.py)",
+        "split": "train | val | test, by identity (pipeline/splits.py)",
+        "shard": 'path under shards/ of the shard holding the kept clip, "" for drops',
+    },
+}
+ALL_ROW_KEYS: frozenset[str] = frozenset(k for keys in ROW_KEYS.values() for k in keys)
+
 STATUS_OK = "ok"
 STATUS_DROPPED = "dropped"
 STATUS_RETRY = "retry_later"
@@ -47,7 +98,7 @@ DROP_REASONS: dict[str, tuple[str, ...]] = {
     "download": ("download_failed", "unsupported_source", "too_long", "too_large"),
     "normalize": ("corrupt_video", "no_audio", "no_video", "too_long"),
     "shots": ("too_short", "no_shots"),
-    "faces": ("no_face", "multi_face", "small_face", "track_broken", "extreme_pose"),
+    "faces": ("no_face", "multi_face", "small_face", "track_broken"),
     "language": ("lang_mismatch", "lang_uncertain", "no_speech", "multi_speaker"),
     "sync": ("out_of_sync",),
     "quality": ("blurry", "extreme_pose", "too_dark"),

@@ -25,8 +25,7 @@ from .record import STAGES, STATUS_OK
 # Scores summarised in stats.json (when present); the first ones also get a histogram in the report.
 HIST_SCORES: tuple[str, ...] = ("lang_prob", "sync_conf", "av_offset_frames", "sharpness", "face_px")
 SCORES: tuple[str, ...] = HIST_SCORES + (
-    "clip_s", "speech_ratio", "brightness", "face_coverage", "n_faces", "yaw_abs_mean", "pitch_abs_mean",
-    "yaw_abs_max", "pitch_abs_max",
+    "clip_s", "speech_ratio", "brightness", "face_coverage", "n_faces", "yaw_abs_max", "pitch_abs_max",
 )  # fmt: skip
 N_EXAMPLES = 3
 

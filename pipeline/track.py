@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy.ndimage import median_filter
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -132,12 +131,16 @@ def smooth(boxes: np.ndarray, window: int) -> np.ndarray:
     """Median filter over time per coordinate: removes single-frame detector jitter without lagging the head."""
     if window <= 1 or len(boxes) < 2:
         return boxes.astype(np.float32)
+    from scipy.ndimage import median_filter  # imported here: pipeline.common users need no scipy
+
     return median_filter(boxes, size=(window, 1), mode="nearest").astype(np.float32)
 
 
 def crop_windows(boxes: np.ndarray, padding: float, frame_wh: tuple[int, int], side_window: int = 25) -> np.ndarray:
     """Square crop windows (x1,y1,x2,y2): side = (1 + padding) * longest box side (smoothed over ~1 s so the
     crop does not breathe), capped at the shorter frame side and shifted to stay inside the frame."""
+    from scipy.ndimage import median_filter
+
     w, h = frame_wh
     side = (1.0 + padding) * np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     side = median_filter(side, size=min(side_window, len(side)) or 1, mode="nearest")

@@ -37,6 +37,15 @@ def media_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("media")
 
 
+@pytest.fixture(scope="session")
+def media_store() -> Path:
+    """The cache that outlives the session (benchmarks/kit/cache.py: $TFW_TEST_MEDIA_CACHE, default
+    ~/.cache/talkingface-wild/test-media) for derived media that takes minutes to build; read-only for tests."""
+    from benchmarks.kit.cache import cache_root
+
+    return cache_root()
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

@@ -14,8 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.record import ALL_ROW_KEYS
+from pipeline.track_io import TRACK_KEYS, read_track
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+
+pytestmark = pytest.mark.slow  # a real build, training, evaluation and generation: minutes
 
 # Two short real clips: one English HDTF crop, one Mandarin portrait clip (the languages differ on purpose).
 CLIPS = {"en": "hdtf_WDA_AOC_en_8s.mp4", "zh": "liveportrait_d20_zh.mp4"}
@@ -36,6 +41,7 @@ def _shard_keys(shards: Path) -> list[str]:
     for tar in sorted(shards.rglob("*.tar")):
         for sample in wds.WebDataset(str(tar), shardshuffle=False):
             assert {"mp4", "wav", "json", "npz"} <= set(sample), sample.keys()
+            assert tuple(read_track(sample["npz"])) == TRACK_KEYS  # read_track also rejects extra keys
             keys.append(sample["__key__"])
     return keys
 
@@ -59,6 +65,7 @@ def test_build_writes_shards_index_and_report(built: Path) -> None:
     index = pd.read_parquet(built / "index.parquet")
     assert set(index["lang_expected"]) == {"en", "zh"}
     assert index["key"].is_unique
+    assert set(index.columns) <= ALL_ROW_KEYS, set(index.columns) - ALL_ROW_KEYS  # documented in record.ROW_KEYS
     kept = index[index["status"] == "ok"]
     dropped = index[index["status"] == "dropped"]
     assert (dropped["drop_reason"] != "").all()

@@ -38,7 +38,7 @@ class Source:
     soft: bool = False  # the recording itself is too soft to keep (judged by eye; see RESULTS.md)
 
 
-# Offsets read by hand (benchmarks/RESULTS_sync.md section D; tests/pipeline/sync_media.py SOURCE_OFFSETS).
+# Offsets read by hand (benchmarks/RESULTS_sync.md section D; benchmarks/kit/sync_media.py SOURCE_OFFSETS).
 SOURCES: tuple[Source, ...] = (
     Source("hdtf_WDA_AOC_en_8s.mp4", "aoc", "en", "aoc", "A", 2),
     Source("vexpress_AOC_en_4s.mp4", "vexaoc", "en", "aoc", "A", 2),

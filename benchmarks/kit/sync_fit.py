@@ -13,6 +13,7 @@ from pipeline.models.sync_energy import HOP
 from pipeline.models.sync_fused import FusedSyncScorer
 from pipeline.models.sync_prior import AudioMouthPrior, decision_point, fit_prior
 from pipeline.stages.sync import read_context_audio
+from pipeline.track_io import read_track
 
 LEAD = 15
 SIZE = FusedSyncScorer.input_size
@@ -22,8 +23,7 @@ def clip_inputs(row: dict, identity: str) -> dict:
     """What the sync stage gives a scorer for this row: crop frames at the scorer's size, landmarks, context audio."""
     frames = media.read_frames(row["crop_path"], size=(SIZE, SIZE))
     full = media.probe(row["crop_path"]).get("width") or SIZE
-    with np.load(row["track_path"]) as t:
-        lms = t["landmarks_crop"] * (SIZE / full)
+    lms = read_track(row["track_path"])["landmarks_crop"] * (SIZE / full)
     audio = read_context_audio(row["audio_path"], float(row["start_s"]), len(frames), LEAD)
     return {"frames": frames, "landmarks_crop": lms, "audio": audio, "lead": LEAD, "identity": identity}
 

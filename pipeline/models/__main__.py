@@ -32,7 +32,7 @@ def check(models_dir: str) -> list[tuple[str, str, bool, str]]:
     """Rows of (stage, model, found, path or what to do)."""
     md = Path(models_dir).expanduser()
     rows: list[tuple[str, str, bool, str]] = []
-    rows.append(("faces", "insightface buffalo_l (upstream)", *_probe(lambda: find_insightface_pack(md)["det"])))
+    rows.append(("faces", "insightface buffalo_l (upstream)", *_probe(lambda: find_insightface_pack(md)["detector"])))
     rows.append(("faces", "YuNet (upstream)", *_probe(lambda: find_yunet(md))))
     mtcnn = importlib.util.find_spec("facenet_pytorch")
     rows.append(("faces", "MTCNN (facenet-pytorch, default)", mtcnn is not None,

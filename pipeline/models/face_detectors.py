@@ -2,7 +2,7 @@
 
 - MTCNN (facenet-pytorch, weights shipped in the package): the offline default, boxes + 5 points.
 - SCRFD (insightface pack `det_*.onnx` on onnxruntime): the upstream decode (distance-to-box on anchor centres of
-  strides 8/16/32) and NMS, written here because the `insightface` package is not a dependency.
+  strides 8/16/32, written here because the `insightface` package is not a dependency) and OpenCV's NMS.
 - YuNet (OpenCV's cv2.FaceDetectorYN with `yunet/face_detection_yunet_*.onnx` from the models dir).
 - dlib HOG (no weights at all): an independent second opinion, used by tests and as a last resort.
 Every backend downsizes large frames to `max_side` before detecting (talking faces are big; speed is linear in
@@ -53,20 +53,12 @@ def _downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> np.ndarray:
-    """Greedy non-maximum suppression; returns kept indices, best score first."""
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = scores.argsort()[::-1]
-    keep: list[int] = []
-    while order.size:
-        i = order[0]
-        keep.append(int(i))
-        xx1, yy1 = np.maximum(x1[i], x1[order[1:]]), np.maximum(y1[i], y1[order[1:]])
-        xx2, yy2 = np.minimum(x2[i], x2[order[1:]]), np.minimum(y2[i], y2[order[1:]])
-        inter = np.maximum(0.0, xx2 - xx1 + 1) * np.maximum(0.0, yy2 - yy1 + 1)
-        ovr = inter / (areas[i] + areas[order[1:]] - inter)
-        order = order[1:][ovr <= thresh]
-    return np.asarray(keep, dtype=np.int64)
+    """Greedy non-maximum suppression of boxes with score > 0 (OpenCV's NMSBoxes); kept indices, best first."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float32)
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.astype(np.float32).tolist(), 0.0, thresh)
+    return np.asarray(keep, np.int64).reshape(-1)
 
 
 class MTCNNDetector:

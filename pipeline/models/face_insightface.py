@@ -19,21 +19,11 @@ ARCFACE_DST = np.array(
 )
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """2x3 least-squares similarity transform src -> dst (what skimage's SimilarityTransform.estimate does)."""
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s_c, d_c = src - mu_s, dst - mu_d
-    cov = d_c.T @ s_c / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(cov) < 0:
-        d[-1] = -1
-    rot = u @ np.diag(d) @ vt
-    scale = (sig * d).sum() / s_c.var(0).sum()
-    m = np.zeros((2, 3))
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - scale * rot @ mu_s
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2x3 least-squares similarity transform src -> dst: the Umeyama solution insightface uses (skimage's
+    SimilarityTransform), from OpenCV with every point an inlier and the least-squares refinement."""
+    m, _ = cv2.estimateAffinePartial2D(np.asarray(src, np.float32), np.asarray(dst, np.float32), method=cv2.RANSAC,
+                                       ransacReprojThreshold=1e6, maxIters=1, refineIters=100)  # fmt: skip
     return m
 
 
@@ -60,7 +50,7 @@ class ArcFaceEmbedder:
 
     def embed(self, rgb: np.ndarray, lm68: np.ndarray, kps5: np.ndarray | None = None) -> np.ndarray:
         pts = kps5 if kps5 is not None else five_points(lm68)
-        m = umeyama(pts, ARCFACE_DST)
+        m = similarity(pts, ARCFACE_DST)
         chip = cv2.warpAffine(rgb, m, (112, 112), borderValue=0.0).astype(np.float32)
         blob = ((chip - 127.5) / 127.5).transpose(2, 0, 1)[None]
         vec = self.session.run(None, {self.input_name: blob})[0][0].astype(np.float32)

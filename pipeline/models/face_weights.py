@@ -40,6 +40,12 @@ def insightface_pack_dir(models_dir: str | Path, pack: str) -> Path:
     return Path(models_dir).expanduser() / "insightface" / pack
 
 
+def find_insightface_model(models_dir: str | Path, role: str, pack: str = "buffalo_l") -> Path | None:
+    """One role's upstream file of an insightface pack (e.g. "recognition": w600k_r50.onnx), None if absent."""
+    folder = insightface_pack_dir(models_dir, pack)
+    return _first(folder, PACK_ROLES[role]) if folder.is_dir() else None
+
+
 def find_insightface_pack(models_dir: str | Path, pack: str = "buffalo_l") -> dict[str, Path]:
     """Role -> file of an insightface model pack; raises naming the first missing file and its folder."""
     folder = insightface_pack_dir(models_dir, pack)

@@ -6,7 +6,7 @@ Two decoding passes over the clip so memory stays flat for 20 s of 1080p:
    long-enough track becomes its own row (key ...-tNN, narrowed start_s/end_s); cheap gates (multi_face,
    small_face) run here so rejected footage never pays for landmarks or encoding.
 2. for every frame of every surviving segment: interpolated + median-smoothed box, 68 landmarks inside it, head
-   pose, mouth opening, square crop streamed into ffmpeg; then the extreme_pose gate and the .npz.
+   pose, mouth opening, square crop streamed into ffmpeg; then the track .npz (the pose gate is quality's).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..gates import BY_NAME
 from ..media import MediaError
 from ..models.face_detectors import Detections
 from ..models.face_models import load_face_models
-from ..record import Row, drop, make_key
+from ..record import FPS, Row, drop, make_key
 from ..takes import take_windows
 from ..track import (
     IouTracker,
@@ -36,6 +36,7 @@ from ..track import (
     mouth_open,
     smooth,
 )
+from ..track_io import write_track
 from .base import Stage
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class FaceTrack(Stage):
 
     # ---- the stage ----------------------------------------------------------------------------------------------
     def process(self, row: Row) -> Row | list[Row]:
-        fps = float(row.get("fps") or 25.0)
+        fps = float(row.get("fps") or FPS)
         start, end = float(row["start_s"]), float(row["end_s"])
         n = int(round((end - start) * fps))
         row["detector"] = self.models.detector.name
@@ -243,22 +244,16 @@ class SegmentRenderer:
     def finish(self) -> None:
         if self.writer is not None and self.writer.proc.returncode is None:
             self.writer.close()
-        n, r, fc = self.b - self.a, self.row, self.stage.fc
+        n, r = self.b - self.a, self.row
         if self.writer is None or self.writer.n != n or self.windows is None:
             self.crop_path.unlink(missing_ok=True)
             raise MediaError(f"{r['key']}: wrote {0 if self.writer is None else self.writer.n} of {n} crop frames")
         if self.quality:
             q = np.median(np.asarray(self.quality), axis=0)
             r["face_detail_px"], r["face_blockiness"], r["face_native_px"] = (round(float(v), 3) for v in q)
-        yaw, pitch = np.abs(self.pose[:, 0]), np.abs(self.pose[:, 1])
-        r["yaw_abs_mean"], r["pitch_abs_mean"] = float(np.nanmean(yaw)), float(np.nanmean(pitch))
-        if BY_NAME["faces.max_abs_yaw"].fails(r, fc) or BY_NAME["faces.max_abs_pitch"].fails(r, fc):
-            self.crop_path.unlink(missing_ok=True)
-            drop(r, "extreme_pose", self.stage.name, f"mean |yaw| {r['yaw_abs_mean']:.0f}, |pitch| {r['pitch_abs_mean']:.0f}")
-            return
         side = (self.windows[:, 2] - self.windows[:, 0])[:, None, None]
         ident = np.mean(self.embs, axis=0)
-        np.savez_compressed(
+        write_track(
             self.track_path,
             boxes=self.boxes, crop_boxes=self.windows, landmarks=self.lm,
             landmarks_crop=((self.lm - self.windows[:, None, :2]) * (self.size / side)).astype(np.float32),

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from .. import faults, media
-from ..record import Row, drop
+from ..record import FPS, SAMPLE_RATE, Row, drop
 from .base import Stage
 
 log = logging.getLogger(__name__)
@@ -66,15 +66,15 @@ class Normalize(Stage):
         # (portrait footage keeps its face resolution); -2 keeps the aspect with an even other side.
         m = c.max_short_side
         scale = (f"scale='if(lt(iw,ih),trunc(min(iw,{m})/2)*2,-2)':'if(lt(iw,ih),-2,trunc(min(ih,{m})/2)*2)'")
-        vf = f"fps={c.fps}:start_time=0,{scale}:flags=bicubic,setsar=1,format=yuv420p"
-        af = f"aresample={c.sample_rate}:async=1:first_pts=0"
-        audio_out = ["-af", af, "-ac", "1", "-ar", str(c.sample_rate), "-c:a", "pcm_s16le"]
+        vf = f"fps={FPS}:start_time=0,{scale}:flags=bicubic,setsar=1,format=yuv420p"
+        af = f"aresample={SAMPLE_RATE}:async=1:first_pts=0"
+        audio_out = ["-af", af, "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le"]
         cap = self.cfg.download.max_duration_s
         try:
             media.ffmpeg(
                 "-t", f"{cap + 1:.3f}", "-i", str(src),
                 "-map", "0:V:0", "-map", "0:a:0", "-vf", vf, "-fps_mode", "cfr",
-                "-c:v", "libx264", "-preset", c.preset, "-crf", str(c.crf), "-g", str(2 * c.fps),
+                "-c:v", "libx264", "-preset", c.preset, "-crf", str(c.crf), "-g", str(2 * FPS),
                 *audio_out, str(tmp_norm),
                 "-map", "0:a:0", "-vn", *audio_out, str(tmp_wav),
                 timeout=c.timeout_s,
@@ -106,7 +106,7 @@ class Normalize(Stage):
             "audio_path": str(wav),
             "width": int(out["width"]),
             "height": int(out["height"]),
-            "fps": float(c.fps),
+            "fps": float(FPS),
             "duration_s": round(float(out["duration_s"]), 3),
         }
         return row

@@ -4,8 +4,11 @@ Blur is judged on the face at its native resolution, measured by the faces stage
 (`face_detail_px`: effective resolution, `face_blockiness`: compression blocks; pipeline/face_quality.py), because
 the 512² crop of a 250-300 px face is upscaled and has lost the detail a focus measure sums. Rows without those
 measures fall back to the variance of the Laplacian on the crop (`sharpness`, always recorded). Mean luma catches
-under-exposed footage; the worst head pose over the clip (from the track) catches profile views the mean hides.
-Crop measures are the median over up to `SAMPLES` evenly spaced frames (one motion-blurred frame drops nothing).
+under-exposed footage. Crop measures are the median over up to `SAMPLES` evenly spaced frames (one motion-blurred
+frame drops nothing).
+This is the pipeline's one pose gate: the largest |yaw| / |pitch| over every frame of the track, because a
+profile view in part of a clip is what the mean hides. A soft gate after the expensive stages, so a changed
+limit can be re-decided from the stored scores.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy as np
 
 from .. import media
 from ..gates import first_failing
-from ..record import Row, drop, is_ok
+from ..record import FPS, Row, drop, is_ok
+from ..track_io import read_track
 from .base import Stage
 
 SAMPLES = 12
@@ -46,16 +50,15 @@ def measure(crop_path: str, track_path: str | None = None) -> dict[str, float]:
     import cv2
 
     info = media.probe(crop_path)
-    n_est = max(int(round(info["duration_s"] * 25)), 1)
-    frames = media.read_frames(crop_path, fps=min(25.0, 25.0 * SAMPLES / n_est) if n_est > SAMPLES else None)
+    n_est = max(int(round(info["duration_s"] * FPS)), 1)
+    frames = media.read_frames(crop_path, fps=min(float(FPS), FPS * SAMPLES / n_est) if n_est > SAMPLES else None)
     if len(frames) == 0:
         raise media.MediaError(f"{crop_path}: no frames")
     frames = frames[np.linspace(0, len(frames) - 1, min(SAMPLES, len(frames))).astype(int)]
     lms, pose = None, None
     if track_path and Path(track_path).is_file():
-        with np.load(track_path) as t:
-            lms = t["landmarks_crop"] if "landmarks_crop" in t.files else None
-            pose = t["pose"] if "pose" in t.files else None
+        track = read_track(track_path)
+        lms, pose = track["landmarks_crop"], track["pose"]
     x0, y0, x1, y1 = face_box(frames.shape[1], lms)
     vals = np.array([frame_quality(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[y0:y1, x0:x1]) for f in frames])
     out = {"sharpness": float(np.median(vals[:, 0])), "brightness": float(np.median(vals[:, 1]))}

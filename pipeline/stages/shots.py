@@ -15,7 +15,7 @@ import logging
 import math
 
 from .. import faults
-from ..record import Row, drop, make_key
+from ..record import FPS, Row, drop, make_key
 from .base import Stage
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class ShotSplit(Stage):
 
     def process(self, row: Row) -> Row | list[Row]:
         c = self.cfg.shots
-        fps = float(row.get("fps") or self.cfg.normalize.fps)
+        fps = float(row.get("fps") or FPS)
         from scenedetect import VideoOpenFailure
 
         try:

@@ -19,35 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import media
-from ..config import CHOICES, BuildConfig, check_choices
+from ..config import BuildConfig, check_choices
 from ..gates import first_failing
-from ..models.sync_energy import HOP, SR, EnergySyncScorer
-from ..record import Row, drop
+from ..models.sync_energy import HOP, SR
+from ..models.sync_loader import load_sync_scorer
+from ..record import FPS, Row, drop
+from ..track_io import read_track
 from .base import Stage
-
-FPS = 25
-
-
-def load_sync_scorer(cfg: BuildConfig):
-    """cfg.sync.scorer: "auto" (SyncNet weights at <models_dir>/syncnet/syncnet_v2.model if present, else the
-    weight-free fused scorer), "syncnet" (weights required), "fused" (energy offset + audio->mouth prior
-    confidence, models/sync_fused.py) or "energy" (the energy correlation alone)."""
-    from ..models.sync_fused import FusedSyncScorer
-    from ..models.sync_prior import PRIOR_PATH
-    from ..models.syncnet import WEIGHTS_REL, SyncNetScorer, load_syncnet
-
-    choice = cfg.sync.scorer
-    weights = Path(cfg.models_dir).expanduser() / WEIGHTS_REL
-    if choice == "syncnet" or (choice == "auto" and weights.is_file()):
-        return SyncNetScorer(load_syncnet(weights), cfg.sync.search_frames)
-    if choice == "energy":
-        return EnergySyncScorer(cfg.sync.search_frames)
-    if choice in ("auto", "fused"):
-        return FusedSyncScorer(cfg.sync.search_frames, prior=cfg.sync.prior or PRIOR_PATH)
-    raise ValueError(
-        f"sync.scorer must be {' | '.join(CHOICES[('sync', 'scorer')])}, got {choice!r} (Light-ASD is not a sync scorer: it detects "
-        "speech activity, but its score over audio shifts is nearly flat; see pipeline/models/lightasd.py)"
-    )
 
 
 def read_context_audio(path: str, start_s: float, n_frames: int, lead: int) -> np.ndarray:
@@ -96,9 +74,9 @@ class SyncFilter(Stage):
         video: dict = {"frames": frames}
         track_path = row.get("track_path")
         if track_path and Path(track_path).is_file():
-            with np.load(track_path) as t:
-                if "landmarks_crop" in t.files and len(t["landmarks_crop"]) == n:
-                    video["landmarks_crop"] = t["landmarks_crop"] * (size / full)
+            landmarks = read_track(track_path)["landmarks_crop"]
+            if len(landmarks) == n:
+                video["landmarks_crop"] = landmarks * (size / full)
         lead = sc.search_frames
         context = read_context_audio(row["audio_path"], float(row["start_s"]), n, lead)
         curve = self.scorer.curve(video, context, FPS, audio_lead_frames=lead)

@@ -3,7 +3,6 @@ a real shuffle, resume by position, rank splitting, workers, bad samples."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import random
@@ -24,6 +23,7 @@ from mcdm_model.data import (
     to_model,
 )
 from mcdm_model.motion import LIP, MOTION_DIM, motion_tokens
+from pipeline.track_io import read_track
 
 
 def _samples(shards: Path) -> list[dict]:
@@ -39,8 +39,7 @@ def test_decode_clip_matches_track(mcdm_shards: Path) -> None:
     assert clip["audio"].shape == (75 * 640,) and np.abs(clip["audio"]).max() > 0.05  # real speech
     assert clip["motion"].shape == (75, MOTION_DIM) and np.isfinite(clip["motion"]).all()
     # the lip tokens carry the mouth opening measured by the track (inner lip gap: points 62 (top) / 66 (bottom))
-    with np.load(io.BytesIO(sample["npz"])) as z:
-        mouth = z["mouth_open"]
+    mouth = read_track(sample["npz"])["mouth_open"]
     lip = clip["motion"][:, LIP].reshape(n, 20, 2)
     gap = lip[:, 66 - 48, 1] - lip[:, 62 - 48, 1]
     assert np.corrcoef(gap, mouth)[0, 1] > 0.9
@@ -70,8 +69,8 @@ def test_windows_are_aligned(mcdm_shards: Path) -> None:
 
 
 def test_motion_tokens_invariant_to_crop_placement(mcdm_shards: Path) -> None:
-    with np.load(io.BytesIO(_samples(mcdm_shards)[0]["npz"])) as z:
-        lm, pose = z["landmarks_crop"], z["pose"]
+    track = read_track(_samples(mcdm_shards)[0]["npz"])
+    lm, pose = track["landmarks_crop"], track["pose"]
     base = motion_tokens(lm, pose)
     moved = motion_tokens(lm * 3.0 + np.array([17.0, -5.0], np.float32), pose)  # bigger crop, shifted face
     np.testing.assert_allclose(base, moved, atol=1e-4)
@@ -146,7 +145,7 @@ def test_epoch_splits_clips_across_ranks(mcdm_shards: Path, monkeypatch: pytest.
 def test_chain_reaches_back_into_the_predecessor_clip(shared_media: Path, media_cache: Path, tmp_path: Path) -> None:
     """Two consecutive cuts of one take, the second naming the first as `prev_key`: windows of the second may
     start in the first, and their frames are the concatenated footage."""
-    from mcdm_model.fixture_shards import write_shards
+    from benchmarks.kit.fixture_shards import write_shards
 
     src = shared_media / "video_av" / "hdtf_WDA_AOC_en_8s.mp4"
     write_shards(media_cache / "mcdm_take", [(src, 1.0, 1.4), (src, 1.4, 1.8)])

@@ -28,6 +28,7 @@ def _args(shards, out, models, *extra: str) -> list[str]:
             "--metric-size", "160", "--no-progress", *extra]  # fmt: skip
 
 
+@pytest.mark.slow  # train a checkpoint, then the evaluate CLI
 def test_evaluate_end_to_end_with_checkpoint(mcdm_shards, tiny_checkpoint, tmp_path):
     res = evaluate.main(_args(mcdm_shards, tmp_path / "ev", tmp_path / "nomodels", "--checkpoint", tiny_checkpoint,
                               "--clips", "8", "--bin-s", "0.64"))
@@ -49,6 +50,7 @@ def test_evaluate_end_to_end_with_checkpoint(mcdm_shards, tiny_checkpoint, tmp_p
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
+@pytest.mark.slow  # the evaluate pipeline over real clips
 def test_ground_truth_as_generator_scores_perfectly(mcdm_shards, tmp_path, monkeypatch):
     """With a fake generator that replays the (looped) ground truth, every metric must be at its ideal value."""
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import webdataset as wds
 
+from benchmarks.kit.fixture_shards import clip_sample
 from mcdm_model import evaluate
 from mcdm_model.config import TrainConfig, model_config
 from mcdm_model.data import (
@@ -21,7 +22,6 @@ from mcdm_model.data import (
     list_shards,
     sample_windows,
 )
-from mcdm_model.fixture_shards import clip_sample
 
 KEYS = ("en-aoc-s0000-w000", "en-aoc-s0000-w001")
 

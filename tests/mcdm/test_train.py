@@ -26,6 +26,7 @@ def _fixed_loss(model: MCDM, batch: dict, stage: str, key: str = "loss") -> floa
         return sum(float(model.loss(batch, stage, g)[key]) for _ in range(4)) / 4
 
 
+@pytest.mark.slow  # training to convergence on a tiny clip
 @pytest.mark.parametrize(("stage", "steps", "factor"), [("1", 40, 2.0), ("2", 120, 3.0)])
 def test_overfits_tiny_clip(mcdm_tiny_shard: Path, tmp_path: Path, no_models_dir: str, stage: str, steps: int,
                             factor: float) -> None:

@@ -1,4 +1,5 @@
-"""Derived test footage for the pipeline tests, built once per session from the real clips in ../shared/media.
+"""Derived test footage for the pipeline tests, built from the real clips in ../shared/media (once per session, or
+once per recipe in the persistent media_store).
 
 Fixtures (any pipeline test may use them):
   talking_clip    one real single-shot English talking face (HDTF crop, 512x512, 25 fps, 8 s), read in place
@@ -40,30 +41,37 @@ def talking_clip(shared_media) -> DerivedClip:
     return DerivedClip(shared_media / "video_av" / "hdtf_WDA_AOC_en_8s.mp4", 8.064, (), ("en",))
 
 
+def _concat(shared_media: Path, out: Path) -> None:
+    args: list[str] = []
+    chains: list[str] = []
+    for i, (name, _) in enumerate(CONCAT_PARTS):
+        args += ["-t", f"{SHOT_S}", "-i", str(shared_media / "video_av" / name)]
+        chains.append(
+            f"[{i}:v]fps=25,scale={SIZE}:{SIZE}:force_original_aspect_ratio=increase,crop={SIZE}:{SIZE}:(iw-ow)/2:(ih-oh)/10,"
+            f"setsar=1,trim=end_frame={int(SHOT_S * 25)},setpts=PTS-STARTPTS[v{i}];"
+            f"[{i}:a]aresample=16000,aformat=channel_layouts=mono,atrim=end={SHOT_S},asetpts=PTS-STARTPTS[a{i}]"
+        )
+    joined = "".join(f"[v{i}][a{i}]" for i in range(len(CONCAT_PARTS)))
+    graph = ";".join(chains) + f";{joined}concat=n={len(CONCAT_PARTS)}:v=1:a=1[v][a]"
+    ffmpeg(
+        *args, "-filter_complex", graph, "-map", "[v]", "-map", "[a]",
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-g", "25",
+        "-c:a", "aac", "-b:a", "96k", str(out), timeout=300,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
-def concat_clip(shared_media, media_cache) -> DerivedClip:
+def concat_clip(shared_media, media_store) -> DerivedClip:
     """First 6 s of four real talking clips (en, ru, zh, pt), scaled/cropped to 512x512, 25 fps, 16 kHz mono.
 
-    Portrait clips are cropped near the top, where the face is.
+    Portrait clips are cropped near the top, where the face is. Kept in the persistent media store.
     """
-    out = media_cache / "concat_4shots_en_ru_zh_pt_24s.mp4"
-    if not out.exists():
-        args: list[str] = []
-        chains: list[str] = []
-        for i, (name, _) in enumerate(CONCAT_PARTS):
-            args += ["-t", f"{SHOT_S}", "-i", str(shared_media / "video_av" / name)]
-            chains.append(
-                f"[{i}:v]fps=25,scale={SIZE}:{SIZE}:force_original_aspect_ratio=increase,crop={SIZE}:{SIZE}:(iw-ow)/2:(ih-oh)/10,"
-                f"setsar=1,trim=end_frame={int(SHOT_S * 25)},setpts=PTS-STARTPTS[v{i}];"
-                f"[{i}:a]aresample=16000,aformat=channel_layouts=mono,atrim=end={SHOT_S},asetpts=PTS-STARTPTS[a{i}]"
-            )
-        joined = "".join(f"[v{i}][a{i}]" for i in range(len(CONCAT_PARTS)))
-        graph = ";".join(chains) + f";{joined}concat=n={len(CONCAT_PARTS)}:v=1:a=1[v][a]"
-        ffmpeg(
-            *args, "-filter_complex", graph, "-map", "[v]", "-map", "[a]",
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-g", "25",
-            "-c:a", "aac", "-b:a", "96k", str(out), timeout=300,
-        )  # fmt: skip
+    from benchmarks.kit.cache import built, recipe_key
+
+    name = "concat_4shots_en_ru_zh_pt_24s.mp4"
+    sources = [shared_media / "video_av" / part for part, _ in CONCAT_PARTS]
+    key = recipe_key((_concat, CONCAT_PARTS, SHOT_S, SIZE), sources)
+    out = built(media_store / "concat" / key, lambda tmp: _concat(shared_media, tmp / name)) / name
     n = len(CONCAT_PARTS)
     return DerivedClip(out, SHOT_S * n, tuple(SHOT_S * k for k in range(1, n)), tuple(lang for _, lang in CONCAT_PARTS))
 

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline import build
 from pipeline.config import BuildConfig
-from tests.pipeline.resume_stages import ROOT, build_cmd, index_keys, reference_run, run_env, shard_keys
+from tests.helpers.resume_stages import ROOT, build_cmd, index_keys, reference_run, run_env, shard_keys
 
 N_VIDEOS = 2
 
@@ -50,6 +50,7 @@ def cluster():
     c.shutdown()
 
 
+@pytest.mark.slow  # two Ray nodes and three builds
 def test_two_node_cluster_gives_single_node_keys(tmp_path, tmp_path_factory, shared_media, cluster):
     clean, manifests, cfg_yaml, _ = reference_run(tmp_path_factory, shared_media, N_VIDEOS)
     c, raylets = cluster

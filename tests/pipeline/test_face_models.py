@@ -17,7 +17,7 @@ import pytest
 from pipeline.config import BuildConfig, FacesConfig
 from pipeline.models import face_weights
 from pipeline.models.face_detectors import DlibHogDetector, MTCNNDetector, nms, scrfd_decode
-from pipeline.models.face_insightface import ARCFACE_DST, five_points, umeyama
+from pipeline.models.face_insightface import ARCFACE_DST, five_points, similarity
 from pipeline.models.face_models import load_face_models
 from pipeline.models.face_weights import MissingWeightsError, find_insightface_pack, onnx_providers
 from pipeline.track import head_pose, iou, mouth_open
@@ -114,7 +114,7 @@ def test_arcface_alignment_recovers_similarity():
     ang, s, t = np.radians(12), 1.7, np.array([5.0, -3.0])
     rot = s * np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
     src = (ARCFACE_DST - t) @ np.linalg.inv(rot).T
-    m = umeyama(src, ARCFACE_DST)
+    m = similarity(src, ARCFACE_DST)
     np.testing.assert_allclose(src @ m[:, :2].T + m[:, 2], ARCFACE_DST, atol=1e-4)
     lm = np.zeros((68, 2), np.float32)
     lm[36:42], lm[42:48], lm[30], lm[48], lm[54] = (1, 1), (3, 1), (2, 2), (1, 3), (3, 3)
@@ -204,3 +204,48 @@ def test_yunet_detects_real_faces(photos, shared_media, tmp_path):
         pytest.skip(str(exc))
     d = det.detect(photos["jolie"])
     assert len(d) == 1 and iou(d.boxes, DlibHogDetector().detect(photos["jolie"]).boxes)[0, 0] >= 0.5
+
+
+def _export_tiny_pack(pack: Path) -> None:
+    """ONNX graphs with the upstream input/output layouts of det_10g (SCRFD: 9 outputs, strides 8/16/32, 2 anchors)
+    and w600k_r50 (112² -> 512), with fixed weights: stride 32 scores ~1 where the 32 px cell is bright, boxes
+    one cell from the anchor point; the other strides never fire."""
+    import torch
+
+    class TinySCRFD(torch.nn.Module):
+        def forward(self, x):
+            scores, boxes, kps = [], [], []
+            for stride in (8, 16, 32):
+                m = torch.nn.functional.avg_pool2d(x.mean(1, keepdim=True), stride)  # (1, 1, H, W)
+                s = torch.sigmoid(20 * m) if stride == 32 else torch.sigmoid(20 * m - 1000)
+                cells = lambda t, k: t.permute(0, 2, 3, 1).reshape(-1, k)  # noqa: E731 - cell-major, anchor-minor
+                scores.append(cells(s.repeat(1, 2, 1, 1), 1))
+                boxes.append(cells(torch.ones_like(m).repeat(1, 8, 1, 1), 4))
+                kps.append(cells(torch.zeros_like(m).repeat(1, 20, 1, 1), 10))
+            return (*scores, *boxes, *kps)
+
+    arcface = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 8, stride=8), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                  torch.nn.Linear(8, 512))  # fmt: skip
+    pack.mkdir(parents=True)
+    with torch.no_grad():
+        torch.onnx.export(TinySCRFD(), torch.zeros(1, 3, 640, 640), str(pack / "det_10g.onnx"), dynamo=False)
+        torch.onnx.export(arcface, torch.zeros(1, 3, 112, 112), str(pack / "w600k_r50.onnx"), dynamo=False)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's TorchScript exporter: no onnxscript needed
+def test_insightface_pack_loads_real_onnx_graphs(tmp_path):
+    """backend auto picks a complete pack; SCRFD decode + NMS and ArcFace alignment run on real onnxruntime graphs."""
+    _export_tiny_pack(tmp_path / "insightface" / "buffalo_l")
+    models = load_face_models(FacesConfig(backend="auto"), str(tmp_path), use_gpu=False)
+    assert (models.detector.name, models.landmarker.name, models.embedder.name) == ("scrfd", "dlib68", "arcface")
+    frame = np.zeros((640, 640, 3), np.uint8)
+    frame[256:384, 256:384] = 255  # a bright 128 px square: 4 x 4 stride-32 cells
+    d = models.detector.detect(frame)
+    # 16 cells x 2 anchors fire; NMS removes each cell's duplicate anchor, neighbours overlap by IoU 1/3 < 0.4
+    assert len(d) == 16 and d.kps is not None and d.kps.shape == (16, 5, 2)
+    assert (d.scores > 0.99).all()
+    anchors = (d.boxes[:, :2] + d.boxes[:, 2:]) / 2
+    assert sorted({tuple(a) for a in anchors.tolist()}) == [(x, y) for x in (256, 288, 320, 352) for y in (256, 288, 320, 352)]
+    np.testing.assert_allclose(d.boxes[:, 2:] - d.boxes[:, :2], 64)
+    emb = models.embedder.embed(frame, np.zeros((68, 2), np.float32), d.kps[0] + [[-10, 0], [10, 0], [0, 5], [-8, 15], [8, 15]])
+    assert emb.shape == (512,) and abs(float(np.linalg.norm(emb)) - 1.0) < 1e-5

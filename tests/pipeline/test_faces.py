@@ -3,8 +3,8 @@
 Kept clips: the track covers every frame and overlaps an independent detector (dlib HOG) run on the raw frames;
 the crop has exactly N frames at crop_size. Drops: multi_face (two real clips side by side), no_face (a real
 shot of a body without a face), small_face (the real clip shrunk in a big frame), track_broken (the face leaves
-for longer than max_missed_frames and neither piece is long enough), extreme_pose (a strict pose limit); and
-a clip whose face track breaks into two long pieces is split into two rows with narrowed times.
+for longer than max_missed_frames and neither piece is long enough); and a clip whose face track breaks into
+two long pieces is split into two rows with narrowed times.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.kit.cache import built, recipe_key
 from pipeline.config import BuildConfig
 from pipeline.media import ffmpeg, probe, read_frames
 from pipeline.models.face_detectors import DlibHogDetector
-from pipeline.record import drop, make_key, seed_row
+from pipeline.record import ALL_ROW_KEYS, drop, make_key, seed_row
 from pipeline.stages.faces import FaceTrack
 from pipeline.track import iou
+from pipeline.track_io import read_track
 
 FPS = 25
 CROP = 256  # configurable; smaller than the 512 default to keep the tests fast
@@ -37,38 +39,38 @@ def _norm(out: Path, args: list[str], vf: str | None = None, filter_complex: str
 
 
 @pytest.fixture(scope="session")
-def clips(shared_media, media_cache, have_ffmpeg) -> dict[str, Path]:
+def clips(shared_media, media_store, have_ffmpeg) -> dict[str, Path]:
     v = shared_media / "video_av"
-    aoc, katie = v / "hdtf_WDA_AOC_en_8s.mp4", v / "hdtf_WDA_KatieHill_en_8s.mp4"
+    aoc, katie, demo1 = v / "hdtf_WDA_AOC_en_8s.mp4", v / "hdtf_WDA_KatieHill_en_8s.mp4", v / "latentsync_demo1_ru_10s.mp4"
     body = "[2:v]crop=1080:700:0:1220,scale=512:512,setsar=1,fps=25"  # latentsync demo1 below the face: no face
-    return {
-        "aoc": _norm(media_cache / "f_aoc.mkv", ["-t", "3", "-i", str(aoc)], "setsar=1"),
-        "portrait": _norm(media_cache / "f_portrait.mkv", ["-t", "3", "-i", str(v / "latentsync_demo1_ru_10s.mp4")],
-                          "setsar=1"),
-        "noface": _norm(media_cache / "f_noface.mkv", ["-t", "3", "-i", str(v / "latentsync_demo1_ru_10s.mp4")],
-                        "crop=1080:700:0:1220"),
-        "multi": _norm(media_cache / "f_multi.mkv", ["-t", "3", "-i", str(aoc), "-t", "3", "-i", str(katie)],
-                       filter_complex="[0:v][1:v]hstack=inputs=2,fps=25[v]"),
-        "small": _norm(media_cache / "f_small.mkv", ["-t", "3", "-i", str(aoc)], "scale=160:160,pad=512:512:300:40"),
+    recipes = {  # name: (ffmpeg input args, -vf, -filter_complex)
+        "aoc": (["-t", "3", "-i", str(aoc)], "setsar=1", None),
+        "portrait": (["-t", "3", "-i", str(demo1)], "setsar=1", None),
+        "noface": (["-t", "3", "-i", str(demo1)], "crop=1080:700:0:1220", None),
+        "multi": (["-t", "3", "-i", str(aoc), "-t", "3", "-i", str(katie)], None, "[0:v][1:v]hstack=inputs=2,fps=25[v]"),
+        "small": (["-t", "3", "-i", str(aoc)], "scale=160:160,pad=512:512:300:40", None),
         # a woman talking with clasped hands that MTCNN takes for a face in most frames, sized like Normalize does
-        "hands": _norm(media_cache / "f_hands.mkv", ["-ss", "4.4", "-t", "3", "-i",
-                       str(v / "latentsync_demo1_ru_10s.mp4")], "scale=608:1080,setsar=1"),
+        "hands": (["-ss", "4.4", "-t", "3", "-i", str(demo1)], "scale=608:1080,setsar=1", None),
         # AOC 2.4 s | no face 1.6 s | Katie Hill 2.4 s: the track breaks into two >= 2 s pieces
-        "split": _norm(media_cache / "f_split.mkv", ["-t", "2.4", "-i", str(aoc), "-t", "1.6", "-i",
-                       str(v / "latentsync_demo1_ru_10s.mp4"), "-ss", "3", "-t", "2.4", "-i", str(katie)],
-                       filter_complex=f"[0:v]fps=25,setsar=1[a];{body.replace('[2:v]', '[1:v]')}[b];"
-                       "[2:v]fps=25,setsar=1[c];[a][b][c]concat=n=3:v=1:a=0[v]"),
+        "split": (["-t", "2.4", "-i", str(aoc), "-t", "1.6", "-i", str(demo1), "-ss", "3", "-t", "2.4", "-i", str(katie)],
+                  None, f"[0:v]fps=25,setsar=1[a];{body.replace('[2:v]', '[1:v]')}[b];"
+                  "[2:v]fps=25,setsar=1[c];[a][b][c]concat=n=3:v=1:a=0[v]"),
         # AOC | Katie Hill | AOC | Katie Hill, 2.6 s each, hard cuts at the same place in the frame (a missed cut)
-        "alternate": _norm(media_cache / "f_alternate.mkv", ["-t", "2.6", "-i", str(aoc), "-t", "2.6", "-i", str(katie),
-                           "-ss", "3", "-t", "2.6", "-i", str(aoc), "-ss", "3", "-t", "2.6", "-i", str(katie)],
-                           filter_complex="".join(f"[{i}:v]fps=25,setsar=1[p{i}];" for i in range(4))
-                           + "[p0][p1][p2][p3]concat=n=4:v=1:a=0[v]"),
+        "alternate": (["-t", "2.6", "-i", str(aoc), "-t", "2.6", "-i", str(katie), "-ss", "3", "-t", "2.6", "-i", str(aoc),
+                       "-ss", "3", "-t", "2.6", "-i", str(katie)],
+                      None, "".join(f"[{i}:v]fps=25,setsar=1[p{i}];" for i in range(4)) + "[p0][p1][p2][p3]concat=n=4:v=1:a=0[v]"),
         # AOC 1.2 s | no face 1.4 s | AOC 1.2 s: pieces shorter than min_clip_s -> track_broken
-        "broken": _norm(media_cache / "f_broken.mkv", ["-t", "1.2", "-i", str(aoc), "-t", "1.4", "-i",
-                        str(v / "latentsync_demo1_ru_10s.mp4"), "-ss", "1.2", "-t", "1.2", "-i", str(aoc)],
-                        filter_complex=f"[0:v]fps=25,setsar=1[a];{body.replace('[2:v]', '[1:v]')}[b];"
-                        "[2:v]fps=25,setsar=1[c];[a][b][c]concat=n=3:v=1:a=0[v]"),
+        "broken": (["-t", "1.2", "-i", str(aoc), "-t", "1.4", "-i", str(demo1), "-ss", "1.2", "-t", "1.2", "-i", str(aoc)],
+                   None, f"[0:v]fps=25,setsar=1[a];{body.replace('[2:v]', '[1:v]')}[b];"
+                   "[2:v]fps=25,setsar=1[c];[a][b][c]concat=n=3:v=1:a=0[v]"),
     }  # fmt: skip
+
+    def build(tmp: Path) -> None:
+        for name, (args, vf, fc) in recipes.items():
+            _norm(tmp / f"f_{name}.mkv", args, vf, fc)
+
+    d = built(media_store / "faces" / f"clips-{recipe_key((_norm, ENC, recipes), (aoc, katie, demo1))}", build)
+    return {name: d / f"f_{name}.mkv" for name in recipes}
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +112,7 @@ def test_keeps_one_speaker_with_track_on_every_frame(kept, clips, name):
     assert row["status"] == "ok", row
     assert row["key"] == make_key("en", f"faces_{name}", shot=0) and (row["start_s"], row["end_s"]) == (0.0, 3.0)
     n = 75
-    z = np.load(row["track_path"])
+    z = read_track(row["track_path"])
     assert z["boxes"].shape == (n, 4) and z["landmarks"].shape == (n, 68, 2) and z["pose"].shape == (n, 3)
     assert z["landmarks_crop"].shape == (n, 68, 2) and z["mouth_open"].shape == (n,) and z["detected"].dtype == bool
     assert np.isfinite(z["boxes"]).all() and np.isfinite(z["pose"]).all()
@@ -127,13 +129,14 @@ def test_keeps_one_speaker_with_track_on_every_frame(kept, clips, name):
     assert (info["width"], info["height"], info["has_audio"]) == (CROP, CROP, False)
     assert len(read_frames(row["crop_path"])) == n
     assert row["face_coverage"] >= 0.9 and row["n_faces"] == 1 and row["face_px"] >= 160
-    assert row["detector"] == "mtcnn" and 0 <= row["yaw_abs_mean"] < 45
+    assert row["detector"] == "mtcnn" and "yaw_abs_max" not in row  # the pose gate is quality's (max over frames)
+    assert set(row) <= ALL_ROW_KEYS, set(row) - ALL_ROW_KEYS  # every key is documented in record.ROW_KEYS
 
 
 @pytest.mark.parametrize("name", ["aoc", "portrait"])
 def test_track_overlaps_independent_detector_on_raw_frames(kept, clips, name):
     """dlib HOG on the raw frames between MTCNN's samples (frames 2, 7, ...): the interpolated box must match."""
-    z = np.load(kept[name]["track_path"])
+    z = read_track(kept[name]["track_path"])
     frames = read_frames(clips[name], 0.0, 3.0)
     hog = DlibHogDetector(max_side=640)
     checked = []
@@ -149,7 +152,7 @@ def test_track_overlaps_independent_detector_on_raw_frames(kept, clips, name):
 
 
 def test_mouth_moves_while_talking(kept):
-    m = np.load(kept["aoc"]["track_path"])["mouth_open"]
+    m = read_track(kept["aoc"]["track_path"])["mouth_open"]
     assert m.min() >= 0 and m.max() - m.min() > 0.05  # real speech opens and closes the mouth
 
 
@@ -160,15 +163,20 @@ def test_multi_face_dropped(stage, clips):
 
 
 def test_hands_detected_as_a_face_do_not_make_multi_face(stage, clips):
-    """Real false positives: MTCNN boxes the clasped hands below the face (score < confident_score)."""
+    """Real false positives: MTCNN boxes the clasped hands below the face in most frames; the clip is kept.
+
+    Measured (2026-12-01): the hands fire in 14 of 15 sampled frames at up to 0.979, just under MTCNN's
+    confident_score 0.98, so what is asserted is the stage's own rule (a second face must be confident in more
+    than 10 % of the sampled frames), not the score's distance to the cut. The face is 132 px: kept at 112."""
     frames = read_frames(clips["hands"], 0.0, 3.0, fps=5)
     dets = [stage.models.detector.detect(f, 64) for f in frames]
     below = [d.scores[d.boxes[:, 1] > 400] for d in dets]
     assert sum(len(x) > 0 for x in below) >= len(frames) // 2  # the hands fire in most sampled frames
-    assert max(float(x.max()) for x in below if len(x)) < stage.models.detector.confident_score
-    [row] = with_faces(stage, min_face_px=128)(clip_row("hands", clips["hands"], 0.0, 3.0))
+    confident = sum(float(x.max()) >= stage.models.detector.confident_score for x in below if len(x))
+    assert confident <= 0.1 * len(frames), confident
+    [row] = with_faces(stage, min_face_px=112)(clip_row("hands", clips["hands"], 0.0, 3.0))
     assert row["status"] == "ok", row
-    assert row["n_faces"] == 1 and 120 < row["face_px"] < 160
+    assert 100 < row["face_px"] < 160  # the face's box, not one around face and hands
 
 
 def test_no_face_dropped(stage, clips):
@@ -191,8 +199,8 @@ def test_track_break_splits_clip_into_rows(stage, clips):
     assert 4.0 <= b["start_s"] <= 4.2 and b["end_s"] == pytest.approx(6.4, abs=0.2)
     for r in rows:
         n = round((r["end_s"] - r["start_s"]) * FPS)
-        assert len(np.load(r["track_path"])["boxes"]) == n == len(read_frames(r["crop_path"]))
-    ea, eb = (np.load(r["track_path"])["id_embedding"] for r in rows)
+        assert len(read_track(r["track_path"])["boxes"]) == n == len(read_frames(r["crop_path"]))
+    ea, eb = (read_track(r["track_path"])["id_embedding"] for r in rows)
     assert np.linalg.norm(ea - eb) > stage.models.embedder.max_same_dist  # two different people
 
 
@@ -206,7 +214,7 @@ def test_alternating_speakers_are_split_never_mixed(stage, clips):
         inside = [min(r["end_s"], b) - max(r["start_s"], a) for a, b in zip(turns, turns[1:], strict=False)]
         assert sorted(inside)[-2] <= 0.3, (r["start_s"], r["end_s"])  # at most a sliver of a second person
     assert len(kept) >= 2, rows
-    embs = [np.load(r["track_path"])["id_embedding"] for r in kept]
+    embs = [read_track(r["track_path"])["id_embedding"] for r in kept]
     firsts = [min(range(4), key=lambda j, r=r: abs(turns[j] - r["start_s"])) % 2 for r in kept]
     for e, who in zip(embs, firsts, strict=True):  # each row's identity is its turn's speaker
         same_turn = [x for x, w in zip(embs, firsts, strict=True) if w == who]
@@ -218,14 +226,6 @@ def test_alternating_speakers_are_split_never_mixed(stage, clips):
 def test_short_pieces_dropped_track_broken(stage, clips):
     [row] = stage(clip_row("broken", clips["broken"], 0.0, 3.8))
     assert (row["status"], row["drop_reason"]) == ("dropped", "track_broken"), row
-
-
-def test_extreme_pose_dropped(stage, clips, kept):
-    strict = with_faces(stage, max_abs_yaw=kept["aoc"]["yaw_abs_mean"] / 2)
-    [row] = strict(clip_row("aoc_strict", clips["aoc"], 0.0, 2.0))
-    assert (row["status"], row["drop_reason"]) == ("dropped", "extreme_pose")
-    crop = Path(stage.cfg.work_dir) / "en" / row["video_key"] / f"{row['key']}_crop.mp4"
-    assert "crop_path" not in row and not crop.exists()  # the rejected crop is not left behind
 
 
 def test_dropped_rows_pass_through_untouched(stage, clips):
@@ -251,7 +251,7 @@ def test_rows_from_the_real_ingest_stages(ingested_talking, stage):
     assert out and all(r["status"] == "ok" for r in out), out
     r = out[0]
     n = round((r["end_s"] - r["start_s"]) * FPS)
-    assert len(np.load(r["track_path"])["boxes"]) == n
+    assert len(read_track(r["track_path"])["boxes"]) == n
     assert Path(r["crop_path"]).parent == Path(stage.cfg.work_dir) / "en" / r["video_key"]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import BuildConfig
+from pipeline.config import LANGS, BuildConfig
 from pipeline.media import ffmpeg, write_wav
 from pipeline.record import drop
 from pipeline.stages.language import LanguageTagger
@@ -63,17 +63,25 @@ def speech_rows(shared_media, media_cache) -> list[dict]:
 
 
 def test_real_speech_tagged_in_seven_languages(tagger, speech_rows):
+    """Whisper base names the language of real speech in 7 languages with a clear lead over the runner-up, and a
+    clip in a language the pipeline builds (LANGS: here en, es, fr, ja) is kept.
+
+    Measured (2026-12-01): top-1 is >= 3.2x the runner-up everywhere (Turkish 0.68 vs Azerbaijani 0.21, the rest
+    >= 0.86 vs <= 0.04); the lowest LANGS clip, French, reads 0.86 against the 0.7 gate. Outside LANGS the gate
+    is no promise of the product: Turkish at 0.68 is dropped lang_uncertain, which is the gate doing its job."""
     rows = tagger.run_video([dict(r) for r in speech_rows])  # one batched pass, as for a video's clips
     got = {r["lang_expected"]: (r["lang"], r["lang_prob"], r["status"]) for r in rows}
-    correct = [lang for lang, (heard, _, _) in got.items() if heard == lang]
-    assert len(correct) == len(SPEECH) >= 6, got
+    assert len(rows) == len(SPEECH) and {lang for lang in got if lang in LANGS} == {"en", "es", "fr", "ja"}, got
     for r in rows:
-        assert r["status"] == "ok", (r["key"], r.get("drop_reason"), r.get("drop_detail"))
-        assert r["lang_prob"] >= 0.7
         top3 = json.loads(r["lang_top3"])
+        assert r["lang"] == r["lang_expected"] and top3[0][1] >= 2 * top3[1][1], got
+        if r["lang_expected"] in LANGS:
+            assert r["status"] == "ok", (r["key"], r.get("drop_reason"), r.get("drop_detail"))
+        else:  # identified, and either kept or honestly uncertain: never a mismatch
+            assert r["status"] == "ok" or r["drop_reason"] == "lang_uncertain", r
         assert len(top3) == 3 and top3[0] == [r["lang"], r["lang_prob"]]
         assert top3[0][1] >= top3[1][1] >= top3[2][1]
-        assert 0.3 <= r["speech_ratio"] <= 1.0
+        assert 0.3 <= r["speech_ratio"] <= 1.0  # measured 0.66-0.97 on these read-speech clips
         assert r["n_speakers"] == -1 and r["speaker_check"] == "not_run"  # no pyannote checkpoint: not a pass
         assert r["transcript"] == "" and r["lang_model"].startswith("ct2:")
 

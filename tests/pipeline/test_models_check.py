@@ -28,3 +28,18 @@ def test_upstream_file_in_place_is_found(tmp_path: Path, shared_media: Path, cap
     assert rows["Light-ASD (upstream)"] == (True, str(tmp_path / "lightasd" / "finetuning_TalkSet.model"))
     assert main(["--models-dir", str(tmp_path)]) == 0
     assert "found   Light-ASD" in capsys.readouterr().out
+
+
+def test_complete_insightface_pack_is_found(tmp_path: Path, capsys) -> None:
+    """A pack with the upstream file names is reported found, with the detector's path (the check is about presence)."""
+    pack = tmp_path / "insightface" / "buffalo_l"
+    pack.mkdir(parents=True)
+    for name in ("det_10g.onnx", "w600k_r50.onnx", "1k3d68.onnx"):
+        (pack / name).write_bytes(b"placeholder: presence only")
+    rows = {model: (found, where) for _, model, found, where in check(str(tmp_path))}
+    assert rows["insightface buffalo_l (upstream)"] == (True, str(pack / "det_10g.onnx"))
+    assert main(["--models-dir", str(tmp_path)]) == 0
+    assert "found   insightface buffalo_l" in capsys.readouterr().out
+    (pack / "w600k_r50.onnx").unlink()  # incomplete: the missing file is named
+    found, where = {m: (f, w) for _, m, f, w in check(str(tmp_path))}["insightface buffalo_l (upstream)"]
+    assert not found and "w600k_r50.onnx" in where

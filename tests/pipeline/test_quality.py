@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import sync_media  # noqa: E402
-
-from pipeline import media  # noqa: E402
-from pipeline.config import BuildConfig  # noqa: E402
-from pipeline.stages.quality import QualityFilter  # noqa: E402
+from benchmarks.kit import sync_media
+from pipeline import media
+from pipeline.config import BuildConfig
+from pipeline.stages.quality import QualityFilter
+from pipeline.track_io import read_track, write_track
 
 
 @pytest.fixture(scope="module")
-def crops(shared_media, media_cache):
-    [row] = sync_media.prepare(shared_media, media_cache / "sync", ("hdtf_WDA_AOC_en_8s.mp4",))
+def crops(shared_media, media_store, media_cache):
+    [row] = sync_media.prepare(shared_media, media_store / "sync", ("hdtf_WDA_AOC_en_8s.mp4",))
     src, out = row["crop_path"], media_cache / "quality"
     out.mkdir(exist_ok=True)
     variants = {"blur": "gblur=sigma=4", "dark": "lutyuv=y=val*0.2"}
@@ -29,9 +25,9 @@ def crops(shared_media, media_cache):
             media.ffmpeg("-i", src, "-t", "2", "-vf", vf, "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(dst))
         paths[name] = str(dst)
     pose_track = out / "pose_track.npz"
-    t = dict(np.load(row["track_path"]))
+    t = read_track(row["track_path"])
     t["pose"][:, 0] = np.linspace(-10, 70, len(t["pose"]))  # the head turns to 70 degrees yaw
-    np.savez(pose_track, **t)
+    write_track(pose_track, **t)
     return paths, row["track_path"], str(pose_track)
 
 

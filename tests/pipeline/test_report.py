@@ -13,7 +13,7 @@ import pytest
 from pipeline.config import BuildConfig
 from pipeline.record import STAGES
 from pipeline.report import write_report
-from tests.pipeline.sink_media import build_out, dropped_video, make_media, video
+from tests.helpers.sink_media import build_out, dropped_video, make_media, video
 
 
 class _Dom(HTMLParser):
@@ -107,6 +107,7 @@ def test_stats_numbers(built):
     assert not size["soft"] and dict(zip(size["values"], size["rebuild"], strict=True))[100.0] == 1  # needs a rebuild
 
 
+@pytest.mark.slow  # a real browser renders the page
 def test_report_html_in_chromium(built, tmp_path):
     write_report(BuildConfig(out=str(built)))
     dom, shot = _chromium(built / "report.html", tmp_path)

@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from tests.pipeline.resume_stages import (
+from tests.helpers.resume_stages import (
     ROOT,
     build_cmd,
     index_keys,
@@ -29,6 +29,7 @@ N_VIDEOS = 2
 KILLS = 2
 
 
+@pytest.mark.slow  # a reference build, then builds killed and resumed
 def test_kill9_and_resume_gives_the_same_keys(tmp_path, tmp_path_factory, shared_media):
     clean, manifests, cfg_yaml, t_clean = reference_run(tmp_path_factory, shared_media, N_VIDEOS)
     want_shards, want_index = sorted(shard_keys(clean)), sorted(index_keys(clean))
@@ -68,8 +69,8 @@ def test_interrupt_commits_the_videos_already_finished(tmp_path, shared_media, m
     from pipeline.config import load_config
     from pipeline.stages.base import Stage
     from pipeline.stages.download import Download
-    from tests.pipeline.resume_stages import setup_inputs
-    from tests.pipeline.sink_media import make_media
+    from tests.helpers.resume_stages import setup_inputs
+    from tests.helpers.sink_media import make_media
 
     m = make_media(shared_media, media_cache)
     seen: list[str] = []

@@ -3,7 +3,6 @@ unchanged shards left alone, stale shards removed, kill during packing, the lock
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,8 @@ from pipeline import sink as sink_mod
 from pipeline.config import BuildConfig
 from pipeline.finalize import finalize
 from pipeline.stages.commit import Commit
-from tests.pipeline.sink_media import build_out, commit, dropped_video, make_media, video
+from pipeline.track_io import read_track
+from tests.helpers.sink_media import build_out, commit, dropped_video, make_media, video
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +63,7 @@ def test_shards_by_split_and_language_with_four_members_and_index(tmp_path, m):
     for x in samples:
         assert {k for k in x if not k.startswith("__")} == {"mp4", "wav", "json", "npz"}
         assert x["mp4"] == m["crop"].read_bytes() and x["wav"] == m["wav"].read_bytes()
-        track = np.load(io.BytesIO(x["npz"]))
+        track = read_track(x["npz"])
         assert track["boxes"].shape == (25, 4) and track["landmarks"].shape == (25, 68, 2)
         meta = json.loads(x["json"])
         assert meta["key"] == x["__key__"] and meta["sync_conf"] == 6.5 and meta["shard"] == kept.loc[x["__key__"], "shard"]

@@ -3,28 +3,26 @@ from ../shared/media/weights (read in place); SyncNet's upstream weights are not
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import sync_media  # noqa: E402
-
-from pipeline import media  # noqa: E402
-from pipeline.config import default_models_dir  # noqa: E402
-from pipeline.models.lightasd import (  # noqa: E402
+from benchmarks.kit import sync_media
+from pipeline import media
+from pipeline.config import default_models_dir
+from pipeline.models.lightasd import (
     LightASD,
     asd_face_crops,
     audio_features,
     find_lightasd_weights,
     load_lightasd,
 )
-from pipeline.models.mfcc import mel_filterbank, mfcc  # noqa: E402
-from pipeline.models.sync_energy import EnergySyncScorer  # noqa: E402
-from pipeline.models.syncnet import SyncNet, SyncNetScorer, load_syncnet  # noqa: E402
+from pipeline.models.mfcc import mel_filterbank, mfcc
+from pipeline.models.sync_energy import EnergySyncScorer
+from pipeline.models.syncnet import SyncNet, SyncNetScorer, load_syncnet
+from pipeline.track_io import read_track
 
 torch.set_num_threads(1)
 
@@ -69,13 +67,13 @@ ASD_FRAMES = 200
 
 
 @pytest.fixture(scope="module")
-def asd_clips(shared_media, media_cache):
+def asd_clips(shared_media, media_store):
     """Six real talking clips as the upstream 112x112 gray face crops (up to 8 s, dlib boxes) + their audio."""
-    rows = sync_media.prepare(shared_media, media_cache / "sync", sync_media.TALKING_CLIPS)
+    rows = sync_media.prepare(shared_media, media_store / "sync", sync_media.TALKING_CLIPS)
     out = []
     for r in rows:
         frames = media.read_frames(r["norm_path"], 0.0, ASD_FRAMES / 25)[:ASD_FRAMES]
-        boxes = np.load(r["track_path"])["boxes"][: len(frames)]
+        boxes = read_track(r["track_path"])["boxes"][: len(frames)]
         out.append((asd_face_crops(frames, boxes), media.read_audio(r["audio_path"])[: len(frames) * 640]))
     return out
 
@@ -94,6 +92,7 @@ def test_asd_face_crops_window():
     assert abs(crop[0, 56, 0] - gray[170, 115]) < 3 and abs(crop[0, 56, -1] - gray[170, 185]) < 3
 
 
+@pytest.mark.slow  # Light-ASD on 6 real clips; no stage uses it yet
 def test_lightasd_loads_real_weights_and_scores(shared_media, asd_clips):
     path = find_lightasd_weights("/nonexistent", shared_media / "weights" / "light_asd_finetuning_TalkSet.model")
     model = load_lightasd(path)
@@ -116,6 +115,7 @@ def _av_score(model: LightASD, visual: torch.Tensor, audio: np.ndarray) -> float
     return float(model.score_embeddings(visual, model.model.audioEncoder(feats)).mean())
 
 
+@pytest.mark.slow  # Light-ASD over 6 clips x every other clip's audio
 def test_lightasd_prefers_own_audio(shared_media, asd_clips):
     """AVA checkpoint on 6 real clips: own speech scores far above silence on every clip, and above the median of
     the other speakers' speech on most (measured 5 of 6: the margin is small, see RESULTS_sync.md)."""
@@ -132,25 +132,25 @@ def test_lightasd_prefers_own_audio(shared_media, asd_clips):
 
 
 @pytest.mark.weights
-def test_syncnet_real_weights_find_shift(shared_media, media_cache):
+def test_syncnet_real_weights_find_shift(shared_media, media_store):
     """Upstream syncnet_v2.model (not offline): a real clip with audio delayed 5 frames reads offset 5 (+-1)."""
     weights = Path(default_models_dir()) / "syncnet" / "syncnet_v2.model"
     if not weights.is_file():
         pytest.skip(f"put syncnet_v2.model at {weights}")
-    [row] = sync_media.prepare(shared_media, media_cache / "sync", ("retalking_face2_en.mp4",))
+    [row] = sync_media.prepare(shared_media, media_store / "sync", ("retalking_face2_en.mp4",))
     frames, audio = media.read_frames(row["crop_path"]), media.read_audio(row["audio_path"])
     off, conf = SyncNetScorer(load_syncnet(weights)).score(frames[15:-15], sync_media.shift_audio(audio, 5), audio_lead_frames=15)
     assert abs(off - 5) <= 1 and conf > 3
 
 
 @pytest.mark.weights
-def test_energy_scorer_absolute_recovery_against_syncnet_reference(shared_media, media_cache):
+def test_energy_scorer_absolute_recovery_against_syncnet_reference(shared_media, media_store):
     """Issue #5's absolute target, with SyncNet as the judge of what is in sync: each real clip's audio is first
     moved by SyncNet's own reading, then delayed by k; the weight-free scorer must find k (+-1) on >= 90 %."""
     weights = Path(default_models_dir()) / "syncnet" / "syncnet_v2.model"
     if not weights.is_file():
         pytest.skip(f"put syncnet_v2.model at {weights}")
-    rows = sync_media.prepare(shared_media, media_cache / "sync", sync_media.TALKING_CLIPS + sync_media.EXTRA_CLIPS)
+    rows = sync_media.prepare(shared_media, media_store / "sync", sync_media.TALKING_CLIPS + sync_media.EXTRA_CLIPS)
     ref = sync_media.reference_offsets(sync_media.load_clips(rows), SyncNetScorer(load_syncnet(weights)))
     res = sync_media.evaluate(sync_media.load_clips(rows, ref), EnergySyncScorer(), range(-10, 11, 2), mismatched=False)
     assert res["recovery"] >= 0.9, (ref, res)

@@ -1,9 +1,9 @@
 """Helpers of the reliability tests: the stand-in stages, a fault-free reference run, a size-limited tmpfs.
 
 The builds run in a subprocess exactly as a user runs them (benchmarks/kit/faultkit.py). Most use the stand-in
-stages of the resume tests (Download, Normalize, ShotSplit and FillClipFiles, which cuts the clip files from the
-real normalised video): these tests are about what happens around the stages, not about faces or sync; Ray only
-where Ray is the point. A fault-free run of the same manifest is the reference a faulty run must end up equal to.
+stages (Download, Normalize, ShotSplit and tests/helpers/stand_in_stages.py's FillClipFiles, which cuts the clip
+files from the real normalised video): these tests are about what happens around the stages, not about faces or
+sync; Ray only where Ray is the point. A fault-free run of the same manifest is the reference a faulty run must end up equal to.
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ from pathlib import Path
 from benchmarks.kit import faultkit
 from benchmarks.kit.faultkit import FaultServer, index_rows, manifest, pending, shard_json, shard_keys
 from pipeline.stages.base import Stage
+from tests.helpers.resume_stages import CLIPS  # short real talking clips, one speaker each
 
-__all__ = ["FaultServer", "index_rows", "manifest", "pending", "shard_json", "shard_keys"]
+__all__ = ["CLIPS", "FaultServer", "index_rows", "manifest", "pending", "shard_json", "shard_keys"]
 
-STAND_IN = "Download,Normalize,ShotSplit,tests.pipeline.resume_stages:FillClipFiles"
-# Short real talking clips (one speaker each) from ../shared/media/video_av, 4.5-5 s. vexpress_AOC and
-# retalking_face3 are the same HDTF footage (finalize keeps one of them as a duplicate): not the first two.
-CLIPS: tuple[str, ...] = ("vexpress_AOC_en_4s.mp4", "retalking_face5_en.mp4", "retalking_face3_en.mp4",
-                          "retalking_face2_en.mp4")  # fmt: skip
+STAND_IN = "Download,Normalize,ShotSplit,tests.helpers.stand_in_stages:FillClipFiles"
 # Fast retries and one shard per kept video (so a lost or duplicated video shows in the shard list).
 FAST_YAML = "retry: {attempts: 2, backoff_s: 0.05}\nsink: {shard_max_count: 1}\n"
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def good_shard(shared_media, tmp_path_factory) -> Path:
     """One real 3-s talking clip in the pipeline's shard format."""
-    from mcdm_model.fixture_shards import write_shards
+    from benchmarks.kit.fixture_shards import write_shards
 
     out = tmp_path_factory.mktemp("guard_shards")
     write_shards(out, [(shared_media / "video_av" / "hdtf_WDA_AOC_en_8s.mp4", 1.0, 4.0)])

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline import media
 from pipeline.record import drop, make_key, seed_row
+from pipeline.track_io import write_track
 
 CLIP = "video_av/vexpress_RD_Radio10_en_2s.mp4"  # real HDTF talking clip, 2 s, 512x512
 N_FRAMES = 25
@@ -33,7 +34,7 @@ def make_media(shared_media: Path, cache: Path) -> dict[str, Path]:
     audio = media.read_audio(src, 0.0, N_FRAMES / 25)[: N_FRAMES * 640]
     media.write_wav(audio, out["wav"])
     n = len(frames)
-    np.savez(
+    write_track(
         out["npz"],
         boxes=np.tile(np.array([100, 80, 400, 380], np.float32), (n, 1)),
         crop_boxes=np.tile(np.array([40, 20, 460, 440], np.float32), (n, 1)),

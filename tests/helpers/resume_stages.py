@@ -1,76 +1,22 @@
-"""Helpers for the resume / cluster / benchmark runs of the real `python -m pipeline.build`.
+"""Helpers for the resume / cluster runs of the real `python -m pipeline.build` (every stage, as a researcher runs it).
 
-Why: those tests are about the sink, the ledger and Ray scale-out, not about any one stage; they run the
-stages that are implemented and, while the faces/sync stages are still being written, fill in the clip
-files (crop mp4, clip wav, track npz) with ffmpeg from the real normalised video, so shards are non-empty.
+Why: those tests are about the sink, the ledger and Ray scale-out, so the gates are opened (setup_inputs) and the
+shortest real clips are used; each run is a subprocess so it can be killed.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from pipeline import build, media
-from pipeline.record import Row
-from pipeline.stages.base import Stage
-
 ROOT = Path(__file__).resolve().parents[2]
 # Short real talking clips (one speaker each) from ../shared/media/video_av, 4.5-5 s. vexpress_AOC and
 # retalking_face3 are the same HDTF footage (finalize keeps one of them as a duplicate): not the first two.
 CLIPS: tuple[str, ...] = ("vexpress_AOC_en_4s.mp4", "retalking_face5_en.mp4", "retalking_face3_en.mp4",
                           "retalking_face2_en.mp4")  # fmt: skip
-
-
-class FillClipFiles(Stage):
-    """Writes the clip files a kept row must carry when the stages that make them are not in the run."""
-
-    name = "faces"
-    crop = 64
-
-    def process(self, row: Row) -> Row:
-        work = self.cfg.work_dir / row["lang_expected"] / row["video_key"]
-        work.mkdir(parents=True, exist_ok=True)
-        start, end = float(row["start_s"]), float(row["end_s"])
-        n = int(round((end - start) * 25))
-        if not row.get("crop_path"):
-            row["crop_path"] = str(work / f"{row['key']}_crop.mp4")
-            media.ffmpeg("-ss", f"{start:.3f}", "-i", row["norm_path"], "-frames:v", str(n), "-an",
-                         "-vf", f"crop='min(iw,ih)':'min(iw,ih)',scale={self.crop}:{self.crop}",
-                         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", row["crop_path"])  # fmt: skip
-        if not row.get("clip_wav_path"):
-            row["clip_wav_path"] = str(work / f"{row['key']}.wav")
-            audio = media.read_audio(row["norm_path"], start, end)[: n * 640]
-            media.write_wav(np.pad(audio, (0, n * 640 - len(audio))), row["clip_wav_path"])
-        if not row.get("track_path"):
-            row["track_path"] = str(work / f"{row['key']}_track.npz")
-            np.savez(row["track_path"], boxes=np.zeros((n, 4), np.float32), detected=np.zeros(n, bool),
-                     fps=np.float32(25), crop_size=np.int32(self.crop))  # fmt: skip
-        return row
-
-
-def implemented(cls: type[Stage]) -> bool:
-    return "is being written" not in inspect.getsource(cls.process)
-
-
-@functools.cache
-def stages_spec() -> str:
-    """`--stages` for the run: the implemented prefix of build.STAGES, plus FillClipFiles if the run stops early.
-
-    Cached, so every run of a session (reference, killed, resumed) uses the same list."""
-    names = []
-    for cls in build.STAGES:
-        if not implemented(cls):
-            names.append(f"{__name__}:FillClipFiles")
-            break
-        names.append(cls.__name__)
-    return ",".join(names)
 
 
 def write_manifest(dirpath: Path, shared_media: Path, clips: tuple[str, ...] = CLIPS) -> Path:
@@ -91,7 +37,7 @@ def shard_keys(out: Path) -> list[str]:
 
 def build_cmd(out: Path, manifests: Path, cfg_yaml: Path, ray: bool = False) -> list[str]:
     cmd = [sys.executable, "-m", "pipeline.build", "--lang", "en", "--manifests", str(manifests), "--out", str(out),
-           "--config", str(cfg_yaml), "--stages", stages_spec()]  # fmt: skip
+           "--config", str(cfg_yaml)]  # fmt: skip
     return cmd if ray else [*cmd, "--no-ray"]
 
 

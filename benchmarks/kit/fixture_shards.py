@@ -1,31 +1,34 @@
-"""Build small training shards FROM REAL MEDIA in exactly the pipeline's sink format (tests and benchmarks).
+"""Small training shards from real media in exactly the pipeline's sink format (mcdm tests, bench_train).
 
 Real talking clips (e.g. HDTF 512² face crops) are cut and resized with ffmpeg, audio is extracted at 16 kHz with
-exactly 640 samples per frame, and the .npz track is computed with dlib's 68-point landmarks on a frontal-face
-detector box plus a solvePnP head pose. This lets mcdm_model train before/without a full pipeline run; the
-lead's contract test also runs it on real pipeline shards.
+640 samples per frame, and the track is computed with dlib's 68-point landmarks on a frontal-face detector box
+plus the faces stage's head pose and mouth opening, so mcdm_model can train without a full pipeline run.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import media
-from pipeline.models.face_dlib import RESNET, SHAPE_68
-from pipeline.models.face_weights import dlib_model_path
-from pipeline.track import head_pose, mouth_open
+from pipeline.common import (
+    DLIB_LANDMARKS_68,
+    DLIB_RECOGNITION,
+    dlib_model_path,
+    head_pose,
+    media,
+    mouth_open,
+    track_bytes,
+)
 
 
 def _dlib_models() -> tuple:
     import dlib
 
-    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dlib_model_path(SHAPE_68))),
-            dlib.face_recognition_model_v1(str(dlib_model_path(RESNET))))
+    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dlib_model_path(DLIB_LANDMARKS_68))),
+            dlib.face_recognition_model_v1(str(dlib_model_path(DLIB_RECOGNITION))))
 
 
 def track_arrays(frames: np.ndarray, src_size: int, crop_size: int) -> dict[str, np.ndarray]:
@@ -79,12 +82,10 @@ def clip_sample(src: Path, key: str, start_s: float, end_s: float, crop_size: in
         det_frames = media.read_frames(src, start_s, end_s, size=(256, 256), fps=25)[:n]
         src_size = media.probe(src)["width"]
         arrays = track_arrays(det_frames, src_size, crop_size)
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
         meta = {"key": key, "lang": lang, "video_key": key.rsplit("-s", 1)[0], "start_s": start_s, "end_s": end_s,
                 "face_coverage": float(arrays["detected"].mean()), "source": src.name, "n_frames": n}
         return {"__key__": key, "mp4": mp4.read_bytes(), "wav": wav.read_bytes(),
-                "json": json.dumps(meta, sort_keys=True).encode(), "npz": buf.getvalue()}
+                "json": json.dumps(meta, sort_keys=True).encode(), "npz": track_bytes(**arrays)}
 
 
 def write_shards(out: Path, clips: list[tuple[Path, float, float]], crop_size: int = 64, lang: str = "en",

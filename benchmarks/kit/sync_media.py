@@ -1,9 +1,8 @@
-"""Test/benchmark inputs for the sync and quality stages, built from real clips without the faces stage.
+"""Sync and quality inputs built from real clips without the faces stage (tests and the sync benchmarks).
 
-Why: the faces stage is developed in parallel, so these helpers make its contract outputs themselves: a
-normalised 25 fps / 16 kHz file, a fixed square face crop video and a track .npz with the contract's arrays
-(dlib HOG box + 68-point landmarks from face_recognition_models, loaded by path). Everything is derived into a
-cache dir; the shared media is read in place.
+Why: a fixed dlib face box keeps the scorer's measurement independent of the face tracker. Per clip: a
+normalised FPS / SAMPLE_RATE file, a fixed square face crop video and a contract track (dlib HOG box +
+68-point landmarks from face_recognition_models, loaded by path), cached per recipe and source file.
 """
 
 from __future__ import annotations
@@ -12,7 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.kit.cache import built, recipe_key
 from pipeline import media
+from pipeline.record import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from pipeline.track import mouth_open
+from pipeline.track_io import read_track, write_track
 
 # Real in-sync talking clips (one visible speaker, own speech) from ../shared/media/video_av.
 TALKING_CLIPS: tuple[str, ...] = (
@@ -49,9 +52,7 @@ SOURCE_OFFSETS: dict[str, int] = {
     # mouth is wide open at 65-67 (+5..+6)
     "liveportrait_d20_zh": 5,
 }
-FPS = 25
-SR = 16000
-HOP = SR // FPS  # 640 samples per video frame
+SR, HOP = SAMPLE_RATE, SAMPLES_PER_FRAME  # 640 samples per video frame
 
 
 def _dlib_models() -> tuple:
@@ -111,20 +112,18 @@ def make_crop_and_track(norm_path: Path, out_dir: Path, key: str, crop_size: int
         lms[i] = [(p.x, p.y) for p in shape.parts()]
     scale = crop_size / side
     lms_crop = (lms - crop_box[:2]) * scale
-    face_h = np.maximum(lms[:, 8, 1] - lms[:, 27, 1], 1.0)
-    mouth_open = (np.linalg.norm(lms[:, 66] - lms[:, 62], axis=1) / face_h).astype(np.float32)
     ix0, iy0, iside = int(cx0), int(cy0), int(side)
     crops = [cv2.resize(f[iy0 : iy0 + iside, ix0 : ix0 + iside], (crop_size, crop_size)) for f in frames]
     out_dir.mkdir(parents=True, exist_ok=True)
     media.write_video(np.stack(crops), crop_path, fps=FPS)
-    np.savez(
+    write_track(
         track_path,
         boxes=np.tile(np.array([x1, y1, x2, y2], np.float32), (n, 1)),
         crop_boxes=np.tile(crop_box, (n, 1)),
         landmarks=lms,
         landmarks_crop=lms_crop.astype(np.float32),
         pose=np.zeros((n, 3), np.float32),
-        mouth_open=mouth_open,
+        mouth_open=np.array([mouth_open(lm) for lm in lms], np.float32),  # the faces stage's measure
         det_score=np.ones(n, np.float32),
         detected=np.ones(n, bool),
         id_embedding=np.ones(128, np.float32) / np.sqrt(128),
@@ -156,7 +155,7 @@ def load_clips(rows: list[dict], reference: dict[str, int] | None = None) -> lis
     clips = []
     for row in rows:
         frames = media.read_frames(row["crop_path"])
-        track = dict(np.load(row["track_path"]))
+        track = read_track(row["track_path"])
         audio = media.read_audio(row["audio_path"])
         n = min(len(frames), len(audio) // HOP)
         audio = audio[: n * HOP]
@@ -199,19 +198,30 @@ def evaluate(clips: list[dict], scorer, shifts=range(-10, 11), mismatched: bool 
             "auc": auc, "pos": [r["conf0"] for r in out], "s_per_call": t_total / max(calls, 1)}  # fmt: skip
 
 
+def clip_key(name: str) -> str:
+    return Path(name).stem.lower().replace(".", "_")
+
+
+def _build_clip(src: Path, out: Path, key: str) -> None:
+    """Everything the sync stage reads for one whole source file, into `out`."""
+    norm = normalize(src, out / f"{key}.mkv")
+    media.write_wav(media.read_audio(norm), out / f"{key}.wav")
+    make_crop_and_track(norm, out, key)
+    (out / "n_frames").write_text(str(len(media.read_frames(norm, size=(32, 32)))))
+
+
 def prepare(shared_media: Path, cache: Path, names: tuple[str, ...] = TALKING_CLIPS) -> list[dict]:
-    """Rows (as the sync stage sees them) for each real clip: whole normalised file as one clip."""
+    """Rows (as the sync stage sees them) for each real clip: whole normalised file as one clip.
+
+    Built once per (recipe, source file) into `cache/<key>-<hash>/` (benchmarks/kit/cache.py): rows point into
+    it, so callers copy what they modify."""
     rows = []
-    cache.mkdir(parents=True, exist_ok=True)
     for name in names:
-        key = Path(name).stem.lower().replace(".", "_")
-        norm = normalize(shared_media / "video_av" / name, cache / f"{key}.mkv")
-        audio_path = cache / f"{key}.wav"
-        if not audio_path.exists():
-            media.write_wav(media.read_audio(norm), audio_path)
-        n = len(media.read_frames(norm, size=(32, 32)))
-        row = {"key": key, "video_key": key, "status": "ok", "norm_path": str(norm), "audio_path": str(audio_path),
-               "start_s": 0.0, "end_s": n / FPS}  # fmt: skip
-        row |= make_crop_and_track(norm, cache, key)
-        rows.append(row)
+        src, key = shared_media / "video_av" / name, clip_key(name)
+        recipe = (normalize, make_crop_and_track, _build_clip, FPS, SR)
+        d = built(Path(cache) / f"{key}-{recipe_key(recipe, [src])}", lambda tmp, src=src, key=key: _build_clip(src, tmp, key))
+        n = int((d / "n_frames").read_text())
+        rows.append({"key": key, "video_key": key, "status": "ok", "norm_path": str(d / f"{key}.mkv"),
+                     "audio_path": str(d / f"{key}.wav"), "start_s": 0.0, "end_s": n / FPS,
+                     "crop_path": str(d / f"{key}_crop.mp4"), "track_path": str(d / f"{key}_track.npz")})  # fmt: skip
     return rows

@@ -1,0 +1,2 @@
+"""Helpers only tests use (rows and media built for the sink, report and resume tests); what benchmarks share
+with tests lives in benchmarks/kit."""
