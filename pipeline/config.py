@@ -62,6 +62,9 @@ class FacesConfig:
     max_missed_frames: int = 25
     min_presence: float = 0.9
     min_face_px: int = 256  # longest side of the tight detector box, normalised px (DESIGN: >= 256 for 512² crops)
+    # smallest face the detector looks for (normalised px; at most half of min_face_px). Not tied to the gate, so a
+    # face's measured size does not move with min_face_px and pipeline.select decides as a rebuild would.
+    detect_min_px: int = 112
     crop_size: int = 512
     crop_padding: float = 0.4
     smooth_window: int = 5

@@ -68,8 +68,9 @@ class FaceTrack(Stage):
                              same=self.models.same_identity)
         dets = {i: Detections.empty() for i in samples}  # a frame the container lacks counts as faceless
         for i, frame, s in sampled_frames(path, start, n, step, self.fc.detect_max_side, fps):
-            # faces under half the minimum size are never kept nor big enough to count as a second face
-            min_size = 0.5 * self.fc.min_face_px * s
+            # faces under half the minimum size are never kept nor big enough to count as a second face; the
+            # detector's floor is fixed (MTCNN's pyramid starts there, so its boxes would move with the gate)
+            min_size = min(self.fc.detect_min_px, 0.5 * self.fc.min_face_px) * s
             d = self.models.detector.detect(frame, min_size).at_least(min_size)
             d = d.keep(d.scores >= self.fc.min_det_score)
 

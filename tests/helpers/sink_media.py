@@ -57,11 +57,13 @@ def track_for(m: dict[str, Path], person: str) -> Path:
 
     path = m["npz"].with_name(f"sink_track_{person}.npz")
     if not path.exists():
-        arrays = dict(np.load(m["npz"]))
+        from pipeline.track_io import read_track, write_track
+
+        arrays = read_track(m["npz"])
         e = np.random.default_rng(zlib.crc32(person.encode())).normal(size=128).astype(np.float32)
         arrays["id_embedding"] = e / np.linalg.norm(e)
         tmp = path.with_name(path.stem + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
+        write_track(tmp, **arrays)
         os.replace(tmp, path)
     return path
 

@@ -19,15 +19,7 @@ from mcdm_model.modules.mcdm_attention import MCDMContext
 from mcdm_model.modules.motion_diffusion import MotionPriorDiffusion
 from mcdm_model.modules.vae import VAE
 from pipeline.media import read_audio
-
-
-def _randomize(module: torch.nn.Module, seed: int = 0) -> None:
-    """Give zero-initialised projections real values, so every path is exercised."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.abs().sum() == 0:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+from tests.helpers.torch_init import randomize_zero_params
 
 
 def test_vae_scratch_shapes(no_models_dir: str) -> None:
@@ -126,7 +118,7 @@ def test_archived_prior_tokens_follow_history() -> None:
 def test_motion_prior_is_causal_over_frames() -> None:
     cfg = model_config("MCDM-T")
     mp = MotionPriorDiffusion(cfg).eval()
-    _randomize(mp)
+    randomize_zero_params(mp)
     f, a = cfg.present_frames, cfg.archived_frames
     x, t = torch.randn(1, f, 105), torch.tensor([500])
     args = (torch.randn(1, a, 105), torch.randn(1, f, cfg.audio_dim), torch.randn(1, 4, 8, 8), torch.randn(1, 105))
@@ -146,7 +138,7 @@ def test_motion_prior_is_causal_over_frames() -> None:
 def test_denoiser_temporal_memory_and_causality(no_models_dir: str) -> None:
     cfg = model_config("MCDM-T", models_dir=no_models_dir)
     den = Denoiser(cfg).eval()
-    _randomize(den)
+    randomize_zero_params(den)
     f = cfg.present_frames
     x, ref = torch.randn(f, 4, 8, 8), torch.randn(f, 4, 8, 8)
     t, arch, mot = torch.full((f,), 300), torch.randn(1, 12, cfg.token_dim), torch.randn(f, 4, cfg.token_dim)
@@ -201,7 +193,7 @@ def test_archived_kv_projected_once_per_clip(no_models_dir: str) -> None:
     torch.manual_seed(0)
     cfg = model_config("MCDM-T", models_dir=no_models_dir)
     model = MCDM(cfg).eval()
-    _randomize(model.denoiser)
+    randomize_zero_params(model.denoiser)
     calls: list[int] = []
     hook = model.denoiser.crosses[0].to_k_arch.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     ref = model.encode_reference(torch.rand(1, 3, 64, 64) * 2 - 1)

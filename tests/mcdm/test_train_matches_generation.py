@@ -13,14 +13,7 @@ from mcdm_model.config import TrainConfig, model_config
 from mcdm_model.data import make_loader, to_model
 from mcdm_model.model import MCDM
 from mcdm_model.modules.mcdm_attention import MCDMContext
-
-
-def _randomize(module: torch.nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.abs().sum() == 0:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+from tests.helpers.torch_init import randomize_zero_params
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +22,7 @@ def setup(mcdm_shards: Path, tmp_path_factory) -> tuple[MCDM, dict]:
     cfg = model_config("MCDM-T", models_dir=str(models))
     torch.manual_seed(0)
     model = MCDM(cfg).eval()
-    _randomize(model)
+    randomize_zero_params(model)
     batch = to_model(next(iter(make_loader(mcdm_shards, cfg, TrainConfig(batch_size=2, seed=1, num_workers=0)))), "cpu")
     return model, batch
 

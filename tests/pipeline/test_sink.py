@@ -17,7 +17,7 @@ from pipeline.config import BuildConfig
 from pipeline.finalize import finalize
 from pipeline.stages.commit import Commit
 from pipeline.track_io import read_track
-from tests.helpers.sink_media import build_out, commit, dropped_video, make_media, video
+from tests.helpers.sink_media import build_out, commit, dropped_video, make_media, track_for, video
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +126,7 @@ def test_shards_close_between_videos(tmp_path, m):
         "en-000000.tar": {"en-v0": 1}, "en-000001.tar": {"en-v1": 2},
         "en-000002.tar": {"en-v2": 1}, "en-000003.tar": {"en-v3": 3},
     }  # fmt: skip
-    size = m["crop"].stat().st_size + m["wav"].stat().st_size + m["npz"].stat().st_size
+    size = m["crop"].stat().st_size + m["wav"].stat().st_size + track_for(m, "b0").stat().st_size  # each video's own track
     out2 = tmp_path / "bytes"
     build_out(_cfg(out2, max_bytes=int(size * 2.5), one_split=True), *[video(m, "en", f"b{i}", kept=1) for i in range(3)])
     assert [len(_keys_of(p)) for p in _tars(out2)] == [2, 1]
