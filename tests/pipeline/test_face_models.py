@@ -89,6 +89,16 @@ def test_pose_mirrors_and_mouth_opening(shared_media, offline_models):
     assert mouth_open(opened) > mouth_open(lm) + 0.05
 
 
+def test_pose_never_puts_the_face_behind_the_camera():
+    """The six PnP points dlib put on frame 68 of latentsync_demo2 (1080x1920, under YuNet's box): the unguided
+    solve returned the mirror solution behind the camera (pitch 50.7, roll -175; the frames beside it read about
+    yaw -13, pitch -3, roll -13), and the max-|pitch| pose gate dropped the clip for that one frame."""
+    lm = np.zeros((68, 2), np.float32)
+    lm[[30, 8, 36, 45, 48, 54]] = [[544, 401], [554, 564], [437, 397], [599, 376], [494, 494], [576, 480]]
+    yaw, pitch, roll = head_pose(lm, (1080, 1920))
+    assert abs(pitch) < 10 and abs(roll) < 25 and abs(yaw) < 25, (yaw, pitch, roll)
+
+
 def test_scrfd_decode_and_nms():
     """One anchor at stride 8, cell (x=3, y=2), distances (1,1,2,2) cells -> box (16,8,40,32) in input px."""
     size = 64
