@@ -115,7 +115,9 @@ def main() -> None:
 
     dec_wall, dec_cpu = bare_decode(seeds)
     rows = [("bare ffmpeg decode", dec_wall, dec_cpu)]
-    cfg = load_config(None, out=str(tmp / "local"), manifests=args.manifests, langs=langs, limit=args.limit)
+    local_yaml = Path(args.manifests) / "config.yaml"  # the thresholds `pipeline.build` takes from the folder
+    cfg = load_config(str(local_yaml) if local_yaml.is_file() else None, trusted=False, out=str(tmp / "local"),
+                      manifests=args.manifests, langs=langs, limit=args.limit)  # fmt: skip
     wall, cpu, times, kept = in_process(cfg, seeds)
     rows.append(("pipeline in-process (--no-ray)", wall, cpu))
     if not args.skip_ray:
