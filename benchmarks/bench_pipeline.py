@@ -1,10 +1,12 @@
-"""Whole-pipeline speed: realtime factor (footage seconds / wall seconds) next to a bare ffmpeg decode of the
-same footage, per-stage times (in-process run), and Ray runs with 1 vs 2 actors per model stage.
+"""Whole-pipeline speed: wall and CPU seconds next to a bare ffmpeg decode of the same footage, per-stage CPU
+seconds per minute of footage (in-process run), and Ray runs with 1 (or more) actors per model stage.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_pipeline.py --lang en --limit 3
+    OMP_NUM_THREADS=1 python benchmarks/bench_pipeline.py --lang en,pt,ru,zh --limit 1 --workers 1
 
 Why: the decode row is the floor any pipeline pays; the per-stage table says where the rest goes; the Ray rows
-show what a second worker buys on this machine. Prints markdown tables (paste into RESULTS_pipeline.md).
+show what Ray costs and what a second worker buys. CPU seconds (this process and its children; for Ray the whole
+process tree, daemons included) do not depend on what else runs on the machine, wall seconds do.
+Prints markdown tables (paste into RESULTS_pipeline.md).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.kit.cputime import run_measured  # noqa: E402
 from pipeline import build, media  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.finalize import finalize  # noqa: E402
@@ -31,46 +33,66 @@ def footage(seeds: list[dict]) -> float:
     return sum(media.probe(s["source"])["duration_s"] for s in seeds)
 
 
-def bare_decode(seeds: list[dict]) -> float:
-    """Wall seconds for ffmpeg to decode every source's video and audio and throw the frames away."""
-    t0 = time.perf_counter()
-    for s in seeds:
-        media.run(["ffmpeg", "-nostdin", "-v", "error", "-i", s["source"], "-f", "null", "-"], timeout=1800)
-    return time.perf_counter() - t0
+def cpu_now() -> float:
+    """CPU seconds of this process (all threads) and its reaped children (ffmpeg) so far."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
-def in_process(cfg, seeds: list[dict]) -> tuple[float, dict[str, tuple[float, float]], int]:
+class Clock:
+    """Wall and CPU seconds of a block."""
+
+    def __enter__(self) -> Clock:
+        self.w0, self.c0 = time.perf_counter(), cpu_now()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.w0, cpu_now() - self.c0
+
+
+def bare_decode(seeds: list[dict]) -> tuple[float, float]:
+    """(wall s, CPU s) for ffmpeg to decode every source's video and audio and throw the frames away."""
+    with Clock() as c:
+        for s in seeds:
+            media.run(["ffmpeg", "-nostdin", "-v", "error", "-i", s["source"], "-f", "null", "-"], timeout=1800)
+    return c.wall, c.cpu
+
+
+Times = dict[str, list[float]]  # stage -> [init wall, init CPU, process wall, process CPU]
+
+
+def in_process(cfg, seeds: list[dict]) -> tuple[float, float, Times, int]:
     """Run the graph in this process, timing each stage's construction (model load) and its processing."""
-    times: dict[str, tuple[float, float]] = {}
-    t_all = time.perf_counter()
+    times: Times = {}
     stages = []
-    for cls in build.STAGES:
-        t0 = time.perf_counter()
-        stages.append(cls(cfg))
-        times[cls.__name__] = (time.perf_counter() - t0, 0.0)
-    for seed in seeds:  # the last stage (Commit) writes each video's ledger entry
-        batch = [[seed]]
-        for stage in stages:
-            t0 = time.perf_counter()
-            batch = [g for rows in batch for g in build.group_by_video(stage.run_video(rows))]
-            init, proc = times[type(stage).__name__]
-            times[type(stage).__name__] = (init, proc + time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    summary = finalize(cfg)  # gates, duplicates, identities, splits, shards, index
-    times["finalize"] = (0.0, time.perf_counter() - t0)
-    return time.perf_counter() - t_all, times, summary["kept"]
+    with Clock() as total:
+        for cls in build.STAGES:
+            with Clock() as c:
+                stages.append(cls(cfg))
+            times[cls.__name__] = [c.wall, c.cpu, 0.0, 0.0]
+        for seed in seeds:  # the last stage (Commit) writes each video's ledger entry
+            batch = [[seed]]
+            for stage in stages:
+                with Clock() as c:
+                    batch = [g for rows in batch for g in build.group_by_video(stage.run_video(rows))]
+                t = times[type(stage).__name__]
+                t[2] += c.wall
+                t[3] += c.cpu
+        with Clock() as c:
+            summary = finalize(cfg)  # gates, duplicates, identities, splits, shards, index
+        times["finalize"] = [0.0, 0.0, c.wall, c.cpu]
+    return total.wall, total.cpu, times, summary["kept"]
 
 
-def ray_run(args: argparse.Namespace, out: Path, actors: int) -> tuple[float, int]:
-    """Wall seconds of `python -m pipeline.build` on a fresh local Ray cluster (startup included)."""
+def ray_run(args: argparse.Namespace, out: Path, actors: int) -> tuple[float, float, int]:
+    """(wall s, CPU s of the whole process tree) of `python -m pipeline.build` on a fresh local Ray cluster
+    (startup included)."""
     cmd = [sys.executable, "-m", "pipeline.build", "--lang", args.lang, "--manifests", args.manifests,
            "--out", str(out), "--actors", str(actors)] + (["--limit", str(args.limit)] if args.limit else [])  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)
-    wall = time.perf_counter() - t0
+    proc, wall, cpu = run_measured(cmd, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"build failed:\n{proc.stderr[-3000:]}")
-    return wall, len(list((out / "ledger").glob("*.json")))
+    return wall, cpu, len(list((out / "ledger").glob("*.json")))
 
 
 def main() -> None:
@@ -78,7 +100,7 @@ def main() -> None:
     p.add_argument("--manifests", default=str(ROOT / "manifests" / "sample"))
     p.add_argument("--lang", default="en", help="comma list of languages")
     p.add_argument("--limit", type=int, default=3, help="source videos per language (0 = all)")
-    p.add_argument("--workers", default="1,2", help="actors per model stage for the Ray runs, comma list")
+    p.add_argument("--workers", default="1", help="actors per model stage for the Ray runs, comma list")
     p.add_argument("--skip-ray", action="store_true")
     args = p.parse_args()
     langs = [x for x in args.lang.split(",") if x]
@@ -91,23 +113,31 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.1f}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")  # fmt: skip
 
-    rows = [("bare ffmpeg decode", bare_decode(seeds), None)]
-    cfg = load_config(None, out=str(tmp / "local"), manifests=args.manifests, langs=langs, limit=args.limit)
-    wall, times, kept = in_process(cfg, seeds)
-    rows.append(("pipeline in-process (--no-ray)", wall, kept))
+    dec_wall, dec_cpu = bare_decode(seeds)
+    rows = [("bare ffmpeg decode", dec_wall, dec_cpu)]
+    local_yaml = Path(args.manifests) / "config.yaml"  # the thresholds `pipeline.build` takes from the folder
+    cfg = load_config(str(local_yaml) if local_yaml.is_file() else None, trusted=False, out=str(tmp / "local"),
+                      manifests=args.manifests, langs=langs, limit=args.limit)  # fmt: skip
+    wall, cpu, times, kept = in_process(cfg, seeds)
+    rows.append(("pipeline in-process (--no-ray)", wall, cpu))
     if not args.skip_ray:
         for w in (int(x) for x in args.workers.split(",")):
-            t, _ = ray_run(args, tmp / f"ray{w}", w)
-            rows.append((f"pipeline on local Ray, {w} actor(s)/model stage", t, None))
+            t, c, _ = ray_run(args, tmp / f"ray{w}", w)
+            rows.append((f"pipeline on local Ray, {w} actor(s)/model stage", t, c))
 
-    print("| run | wall s | realtime factor (footage s / wall s) |\n|---|---:|---:|")
-    for name, t, _ in rows:
-        print(f"| {name} | {t:.1f} | {secs / t:.2f} |")
-    print(f"\nkept clips: {kept}\n")
-    print("| stage | init s (models) | process s | process s per footage s | share of process |\n|---|---:|---:|---:|---:|")
-    total = sum(proc for _, proc in times.values()) or 1.0
-    for name, (init, proc) in times.items():
-        print(f"| {name} | {init:.1f} | {proc:.1f} | {proc / secs:.2f} | {100 * proc / total:.0f}% |")
+    per_min = 60.0 / secs
+    print("| run | wall s | realtime factor | wall / bare decode | CPU s | CPU s per min of footage | "
+          "CPU / bare decode |\n|---|---:|---:|---:|---:|---:|---:|")
+    for name, t, c in rows:
+        print(f"| {name} | {t:.1f} | {secs / t:.2f} | {t / dec_wall:.1f} | {c:.1f} | {c * per_min:.1f} | "
+              f"{c / dec_cpu:.1f} |")
+    print(f"\nkept clips: {kept}; Ray's extra CPU over in-process: "
+          + ", ".join(f"{100 * (c / cpu - 1):+.0f} % ({n.split(', ')[-1]})" for n, _, c in rows[2:]) + "\n")
+    print("| stage | init wall s | init CPU s | process wall s | process CPU s | CPU s per min of footage | "
+          "share of process CPU |\n|---|---:|---:|---:|---:|---:|---:|")
+    total = sum(t[3] for t in times.values()) or 1.0
+    for name, (iw, ic, pw, pc) in times.items():
+        print(f"| {name} | {iw:.1f} | {ic:.1f} | {pw:.1f} | {pc:.1f} | {pc * per_min:.1f} | {100 * pc / total:.0f}% |")
 
 
 if __name__ == "__main__":

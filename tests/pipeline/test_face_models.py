@@ -89,6 +89,16 @@ def test_pose_mirrors_and_mouth_opening(shared_media, offline_models):
     assert mouth_open(opened) > mouth_open(lm) + 0.05
 
 
+def test_pose_never_puts_the_face_behind_the_camera():
+    """The six PnP points dlib put on frame 68 of latentsync_demo2 (1080x1920, under YuNet's box): the unguided
+    solve returned the mirror solution behind the camera (pitch 50.7, roll -175; the frames beside it read about
+    yaw -13, pitch -3, roll -13), and the max-|pitch| pose gate dropped the clip for that one frame."""
+    lm = np.zeros((68, 2), np.float32)
+    lm[[30, 8, 36, 45, 48, 54]] = [[544, 401], [554, 564], [437, 397], [599, 376], [494, 494], [576, 480]]
+    yaw, pitch, roll = head_pose(lm, (1080, 1920))
+    assert abs(pitch) < 10 and abs(roll) < 25 and abs(yaw) < 25, (yaw, pitch, roll)
+
+
 def test_scrfd_decode_and_nms():
     """One anchor at stride 8, cell (x=3, y=2), distances (1,1,2,2) cells -> box (16,8,40,32) in input px."""
     size = 64
@@ -249,3 +259,20 @@ def test_insightface_pack_loads_real_onnx_graphs(tmp_path):
     np.testing.assert_allclose(d.boxes[:, 2:] - d.boxes[:, :2], 64)
     emb = models.embedder.embed(frame, np.zeros((68, 2), np.float32), d.kps[0] + [[-10, 0], [10, 0], [0, 5], [-8, 15], [8, 15]])
     assert emb.shape == (512,) and abs(float(np.linalg.norm(emb)) - 1.0) < 1e-5
+
+
+def test_auto_prefers_yunet_when_its_onnx_is_in_the_models_dir(shared_media, tmp_path, photos):
+    src = next((shared_media / "weights").glob("face_detection_yunet_*.onnx"), None)
+    if src is None:
+        pytest.skip(f"no face_detection_yunet_*.onnx in {shared_media / 'weights'}")
+    assert load_face_models(FacesConfig(), str(tmp_path), use_gpu=False).detector.name == "mtcnn"  # none: default
+    (tmp_path / "yunet").mkdir()
+    (tmp_path / "yunet" / src.name).symlink_to(src)
+    auto = load_face_models(FacesConfig(), str(tmp_path), use_gpu=False)
+    assert auto.detector.name == "yunet" and auto.landmarker.name.startswith("dlib")
+    forced = load_face_models(FacesConfig(backend="mtcnn"), str(tmp_path), use_gpu=False)  # others stay selectable
+    assert forced.detector.name == "mtcnn"
+    group = auto.detector.detect(photos["group"])
+    assert (group.scores >= auto.detector.confident_score).sum() >= 4  # a real group photo, as MTCNN finds
+    d, m = auto.detector.detect(photos["jolie"]), forced.detector.detect(photos["jolie"])
+    assert len(d) == 1 and iou(d.boxes, m.boxes)[0, 0] >= 0.5

@@ -298,3 +298,39 @@ def test_interpolate_and_smooth_fill_every_frame():
     win = crop_windows(np.array([[90, 0, 110, 40]], np.float32), 0.4, (100, 100))
     side = win[0, 2] - win[0, 0]
     assert side == pytest.approx(56) and win[0, 2] <= 100 and win[0, 1] >= 0  # square, shifted inside the frame
+
+
+@pytest.fixture(scope="session")
+def yunet_stage(stage, shared_media, tmp_path_factory) -> FaceTrack:
+    """FaceTrack with backend auto and YuNet's upstream ONNX in the models dir (what auto then picks)."""
+    src = next((shared_media / "weights").glob("face_detection_yunet_*.onnx"), None)
+    if src is None:
+        pytest.skip(f"no face_detection_yunet_*.onnx in {shared_media / 'weights'}")
+    models = tmp_path_factory.mktemp("models_yunet")
+    (models / "yunet").mkdir()
+    (models / "yunet" / src.name).symlink_to(src)
+    cfg = dataclasses.replace(stage.cfg, models_dir=str(models), out=str(tmp_path_factory.mktemp("faces_yunet")))
+    cfg.faces = dataclasses.replace(stage.fc, backend="auto")
+    return FaceTrack(cfg)
+
+
+def test_yunet_default_makes_the_same_decisions(yunet_stage, clips):
+    """The fast detector behind the same stage: one speaker kept with a full track, a second person dropped as
+    multi_face, no face / a small face dropped, the clasped hands no second face, alternating speakers split."""
+    assert yunet_stage.models.detector.name == "yunet"
+    [row] = yunet_stage(clip_row("aoc", clips["aoc"], 0.0, 3.0))
+    assert row["status"] == "ok" and row["detector"] == "yunet" and row["n_faces"] == 1, row
+    assert len(read_track(row["track_path"])["boxes"]) == 75 == len(read_frames(row["crop_path"]))
+    expect = {"multi": "multi_face", "noface": "no_face", "small": "small_face"}
+    for name, reason in expect.items():
+        [r] = yunet_stage(clip_row(name, clips[name]))
+        assert (r["status"], r["drop_reason"]) == ("dropped", reason), (name, r)
+    [r] = with_faces(yunet_stage, min_face_px=112)(clip_row("hands", clips["hands"], 0.0, 3.0))
+    assert r["status"] == "ok" and 100 < r["face_px"] < 160, r
+    rows = yunet_stage(clip_row("alternate", clips["alternate"], 0.0, 10.4))
+    turns = [0.0, 2.6, 5.2, 7.8, 10.4]
+    kept = [r for r in rows if r["status"] == "ok"]
+    assert len(kept) >= 2, rows
+    for r in kept:
+        inside = [min(r["end_s"], b) - max(r["start_s"], a) for a, b in zip(turns, turns[1:], strict=False)]
+        assert sorted(inside)[-2] <= 0.3, (r["start_s"], r["end_s"])

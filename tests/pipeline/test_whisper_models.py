@@ -163,3 +163,25 @@ def test_pyannote_counts_two_speakers_on_its_sample(shared_media):
     wav = shared_media.joinpath(*PYANNOTE)
     assert diarizer(read_audio(wav, 10, 20)) == 2
     assert diarizer(read_audio(wav, 22, 27.5)) == 1  # RTTM: one speaker only over 21.78-28.5 s
+
+
+def test_length_groups_keep_similar_lengths_together():
+    assert W.length_groups([3000, 300, 310, 1000]) == [[1, 2], [3], [0]]
+    assert W.length_groups([]) == []
+
+
+def test_language_id_encodes_the_clip_at_its_own_length(tmp_path, shared_media):
+    model = W.CT2Whisper(W.assemble_pypi_model(tmp_path))
+    padded = W.CT2Whisper(W.assemble_pypi_model(tmp_path), full_window=True)
+    seen: list[tuple[int, ...]] = []
+    encode = model.model.encode
+    model.model.encode = lambda feats: (seen.append(tuple(feats.shape)), encode(feats))[1]
+    a = read_audio(shared_media.joinpath(*JFK), 0, 4)
+    b = read_audio(shared_media / "audio" / "zh" / "cosyvoice_zero_shot_prompt_3s.wav")
+    c = read_audio(shared_media.joinpath(*PYANNOTE), 0, 15)
+    own, full = model.detect([a, b, c]), padded.detect([a, b, c])
+    # 10-ms mel frames: the two short clips padded to the 10-s floor in one pass, the 15-s clip + 1 s of padding
+    assert sorted((s[0], s[-1]) for s in seen) == [(1, 1501 + W.LID_PAD_FRAMES), (2, W.MIN_LID_FRAMES)]
+    assert [p[0][0] for p in own] == [p[0][0] for p in full] == ["en", "zh", "en"]
+    for o, f in zip(own, full, strict=True):
+        assert abs(o[0][1] - f[0][1]) < 0.1
