@@ -1,6 +1,7 @@
 """Curation accuracy on labelled media built from ../shared/media (truth known by construction): one table.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_curation.py [--backend mtcnn,yunet] [--cache /tmp/curation-bench]
+    OMP_NUM_THREADS=1 python benchmarks/bench_curation.py --only shots --misses   # shot figures alone, minutes
 
 Items and truth: benchmarks/kit/curation_media.py (built with ffmpeg into the cache, never into the repo). The
 sources are split in two halves by identity; any threshold fitted by `fit()` uses one half and is scored on the
@@ -24,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.kit.curation_build import DEFAULT_CACHE, Builder  # noqa: E402
-from benchmarks.kit.curation_eval import CLASSES, score  # noqa: E402
+from benchmarks.kit.curation_eval import CLASSES, score, shot_score  # noqa: E402
 from benchmarks.kit.curation_run import Runner, run_all  # noqa: E402
 from benchmarks.kit.sync_fit import clip_inputs, fit  # noqa: E402
 from pipeline.config import SAMPLE_MANIFESTS, load_config, replace  # noqa: E402
@@ -116,6 +117,19 @@ def table(per: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def shots_only(items, runner: Runner, halves: tuple[str, ...], misses: bool) -> str:
+    """The shot rows alone (Download -> Normalize -> ShotSplit on every video item): minutes, no face models."""
+    lines = ["| half | shot P / R / F1 (+-0.5 s; true cuts) | false cuts |", "|---|---|---|"]
+    notes: list[str] = []
+    for half in halves:
+        res = [{"item": it, "shots": runner.shot_rows(it)} for it in items if it.half == half and not it.video_of]
+        m = shot_score(res)
+        lines.append(f"| {half} | {m['shot_p']:.2f} / {m['shot_r']:.2f} / {fmt(m, 'shot_f1')} ({m['shot_n']}) "
+                     f"| {m['shot_fp']} |")  # fmt: skip
+        notes += [f"\n{half}:", *(f"   {x}" for x in m["misses"])] if misses else []
+    return "\n".join(lines + notes)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", default="mtcnn", help="comma list of faces.backend values (mtcnn, yunet, dlib, ...)")
@@ -125,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scorer", default="auto", help="sync.scorer")
     p.add_argument("--misses", action="store_true", help="list every miss under the table")
     p.add_argument("--fit-prior", action="store_true", help="refit pipeline/models/sync_prior.npz on every half's bases")
+    p.add_argument("--only", choices=("all", "shots"), default="all",
+                   help="shots: only the shot figures (stages up to ShotSplit, per half; nothing is fitted for them)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -136,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                           models_dir=models_dir_for(backend, args.cache, args.shared), faces={"backend": backend},
                           sync={"scorer": args.scorer})  # fmt: skip
         runner = Runner(cfg, args.cache / "stages")
+        if args.only == "shots":  # the shot rows do not depend on the faces backend
+            print(shots_only(items, runner, halves, args.misses))
+            return 0
         video = {it.key: runner.video_rows(it) for it in items if not it.video_of}
         if args.fit_prior:
             prior = fit_half_prior(items, video, halves)
