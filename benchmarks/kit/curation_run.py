@@ -30,10 +30,14 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def _shots_code() -> str:
-    """Hash of the shot detector's code (the stage and pipeline/transitions.py): a change re-runs the shots."""
+def _code(*files: str) -> str:
+    """Hash of pipeline source files (relative to pipeline/): a change to them re-runs what they compute."""
     root = Path(__file__).resolve().parents[2] / "pipeline"
-    return hashlib.sha1(b"".join((root / f).read_bytes() for f in ("stages/shots.py", "transitions.py"))).hexdigest()[:10]
+    return hashlib.sha1(b"".join((root / f).read_bytes() for f in files)).hexdigest()[:10]
+
+
+SHOTS_CODE = ("stages/shots.py", "transitions.py")
+SYNC_CODE = ("stages/sync.py", "models/sync_energy.py", "models/sync_fused.py", "models/sync_prior.py")
 
 
 def _cached(path: Path, fn):
@@ -59,10 +63,10 @@ class Runner:
 
         self.cfg, self.cache = cfg, Path(cache)
         self.norm_fp = _fingerprint(asdict(cfg.normalize))
-        self.shots_fp = _fingerprint(self.norm_fp, asdict(cfg.shots), _shots_code())
+        self.shots_fp = _fingerprint(self.norm_fp, asdict(cfg.shots), _code(*SHOTS_CODE))
         self.faces_fp = _fingerprint(self.norm_fp, asdict(cfg.faces), cfg.models_dir)
         self.lang_fp = _fingerprint(asdict(cfg.language))
-        self.sync_fp = _fingerprint(asdict(cfg.sync), asdict(cfg.quality), sync_tag)
+        self.sync_fp = _fingerprint(asdict(cfg.sync), asdict(cfg.quality), sync_tag, _code(*SYNC_CODE))
         self._lazy = {"download": Download, "normalize": Normalize, "shots": ShotSplit, "faces": FaceTrack}
         self._lang = self._sync = self._quality = None
 
