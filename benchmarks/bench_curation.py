@@ -1,6 +1,8 @@
 """Curation accuracy on labelled media built from ../shared/media (truth known by construction): one table.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_curation.py [--backend mtcnn,yunet] [--cache /tmp/curation-bench]
+    OMP_NUM_THREADS=1 python benchmarks/bench_curation.py --only shots --misses   # shot figures alone, minutes
+    OMP_NUM_THREADS=1 python benchmarks/bench_curation.py --only sync --misses    # sync figures alone (faces on bases)
 
 Items and truth: benchmarks/kit/curation_media.py (built with ffmpeg into the cache, never into the repo). The
 sources are split in two halves by identity; any threshold fitted by `fit()` uses one half and is scored on the
@@ -24,7 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.kit.curation_build import DEFAULT_CACHE, Builder  # noqa: E402
-from benchmarks.kit.curation_eval import CLASSES, score  # noqa: E402
+from benchmarks.kit.curation_eval import CLASSES, score, shot_score  # noqa: E402
 from benchmarks.kit.curation_run import Runner, run_all  # noqa: E402
 from benchmarks.kit.sync_fit import clip_inputs, fit  # noqa: E402
 from pipeline.config import SAMPLE_MANIFESTS, load_config, replace  # noqa: E402
@@ -116,6 +118,53 @@ def table(per: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def shots_only(items, runner: Runner, halves: tuple[str, ...], misses: bool) -> str:
+    """The shot rows alone (Download -> Normalize -> ShotSplit on every video item): minutes, no face models."""
+    lines = ["| half | shot P / R / F1 (+-0.5 s; true cuts) | false cuts |", "|---|---|---|"]
+    notes: list[str] = []
+    for half in halves:
+        res = [{"item": it, "shots": runner.shot_rows(it)} for it in items if it.half == half and not it.video_of]
+        m = shot_score(res)
+        lines.append(f"| {half} | {m['shot_p']:.2f} / {m['shot_r']:.2f} / {fmt(m, 'shot_f1')} ({m['shot_n']}) "
+                     f"| {m['shot_fp']} |")  # fmt: skip
+        notes += [f"\n{half}:", *(f"   {x}" for x in m["misses"])] if misses else []
+    return "\n".join(lines + notes)
+
+
+def fold_prior(items, video: dict[str, dict], fit_halves: tuple[str, ...], cache: Path, backend: str):
+    """The fold's prior fitted on `fit_halves` and saved in the cache: (prior, its path, its content tag)."""
+    path = cache / f"prior-{backend}-fit{''.join(fit_halves)}.npz"
+    prior = fit_half_prior(items, video, fit_halves)
+    prior.save(path)
+    return prior, path, hashlib.sha1(path.read_bytes()).hexdigest()[:10]
+
+
+def sync_only(items, cfg, cache: Path, halves: tuple[str, ...], backend: str, misses: bool) -> str:
+    """The sync figures alone: faces on the base items, the sync probe on base / shifted / dubbed items per fold."""
+    runner = Runner(cfg, cache / "stages")
+    video = {it.key: runner.video_rows(it) for it in items if it.kind == "base"}
+    lines = ["| fold | sync +-1 frame, shifted (n) | in-sync bases k=0 (n) | AUC in-sync bases vs dubbed (n+/n-) | lag_bias / "
+             "conf_scale |", "|---|---|---|---|---|"]  # fmt: skip
+    notes: list[str] = []
+    for test in halves:
+        fit_halves = tuple(h for h in halves if h != test) or (test,)
+        prior, path, tag = fold_prior(items, video, fit_halves, cache, backend)
+        fold = Runner(replace(cfg, sync=replace(cfg.sync, prior=str(path))), cache / "stages", sync_tag=tag)
+        res = []
+        for it in items:
+            if it.half != test or it.kind not in ("base", "shift", "dub"):
+                continue
+            v = fold.variant_rows(it, video[it.video_of]) if it.video_of else video[it.key]
+            res.append({"item": it, "shots": v["shots"], "faces": v["faces"], "lang": [], "rows": [],
+                        "probe": fold.probes(it, v["faces"], v["tag"])})  # fmt: skip
+        m = score(res)
+        name = f"fit {'+'.join(fit_halves)} / test {test}"
+        lines.append(f"| {name} | {fmt(m, 'sync_shift')} ({m['sync_shift_n']}) | {m['sync_k0']:.3f} ({m['sync_k0_n']}) "
+                     f"| {fmt(m, 'auc')} ({m['auc_n'][0]}/{m['auc_n'][1]}) | {prior.lag_bias} / {prior.conf_scale:.3f} |")
+        notes += [f"\n{name}:", *(f"   {x}" for x in m["misses"] if ": read " in x)] if misses else []
+    return "\n".join(lines + notes)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", default="mtcnn", help="comma list of faces.backend values (mtcnn, yunet, dlib, ...)")
@@ -125,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scorer", default="auto", help="sync.scorer")
     p.add_argument("--misses", action="store_true", help="list every miss under the table")
     p.add_argument("--fit-prior", action="store_true", help="refit pipeline/models/sync_prior.npz on every half's bases")
+    p.add_argument("--only", choices=("all", "shots", "sync"), default="all",
+                   help="shots: only the shot figures (stages up to ShotSplit, per half; nothing is fitted for them); "
+                   "sync: only the sync figures (faces on the base items; base, shifted and dubbed items per fold)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -136,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
                           models_dir=models_dir_for(backend, args.cache, args.shared), faces={"backend": backend},
                           sync={"scorer": args.scorer})  # fmt: skip
         runner = Runner(cfg, args.cache / "stages")
+        if args.only == "shots":  # the shot rows do not depend on the faces backend
+            print(shots_only(items, runner, halves, args.misses))
+            return 0
+        if args.only == "sync":
+            print(sync_only(items, cfg, args.cache, halves, backend, args.misses))
+            return 0
         video = {it.key: runner.video_rows(it) for it in items if not it.video_of}
         if args.fit_prior:
             prior = fit_half_prior(items, video, halves)
@@ -145,11 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         folds: dict[str, tuple] = {}
         for test in halves:
             fit_halves = tuple(h for h in halves if h != test) or (test,)
-            prior_path = args.cache / f"prior-{backend}-fit{''.join(fit_halves)}.npz"
-            prior = fit_half_prior(items, video, fit_halves)
-            prior.save(prior_path)
+            prior, prior_path, tag = fold_prior(items, video, fit_halves, args.cache, backend)
             fold = replace(cfg, sync=replace(cfg.sync, prior=str(prior_path)))
-            tag = hashlib.sha1(prior_path.read_bytes()).hexdigest()[:10]
             results[test] = run_all([i for i in items if i.half == test], fold, args.cache / "stages", sync_tag=tag)
             folds[test] = (fit_halves, prior)
         for test, (fit_halves, prior) in folds.items():  # blur gates: fitted on the other half's probes

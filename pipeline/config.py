@@ -51,6 +51,10 @@ class ShotsConfig:
     max_clip_s: float = 20.0  # longest window (clip) of a take; longer takes are cut into consecutive windows
     max_take_s: float = 300.0  # longest take (one tracked speaker, one shot); longer scenes are cut here
     trim_s: float = 0.5  # trimmed at each cut
+    # a cut must change the picture: grey 16x16 thumbnails either side correlating >= this are one shot (a
+    # compression pop); also the "different pictures" test of dissolves (pipeline/transitions.py)
+    same_picture_ncc: float = 0.8
+    dissolve_s: float = 1.0  # crossfades of about this length are cuts too (at their middle); 0 = off
 
 
 @dataclass

@@ -53,6 +53,36 @@ def shot_counts(res: dict, tol: float = 0.5) -> tuple[int, int, int]:
     return tp, len(found) - tp, len(truth)
 
 
+def shot_misses(res: dict, tol: float = 0.5) -> list[str]:
+    """The item's false and missed cuts, for `--misses` (same matching as shot_counts)."""
+    rows = sorted(res["shots"], key=lambda r: r.get("start_s", 0.0))
+    found = [(float(p["end_s"]) + float(q["start_s"])) / 2 for p, q in zip(rows, rows[1:], strict=False)]
+    truth = list(res["item"].cuts)
+    false = []
+    for c in found:
+        hit = next((t for t in truth if abs(t - c) <= tol), None)
+        if hit is None:
+            false.append(c)
+        else:
+            truth.remove(hit)
+    key = res["item"].key
+    return [f"{key}: false cut at {c:.2f} s" for c in false] + [f"{key}: missed cut at {t:.2f} s" for t in truth]
+
+
+def shot_score(results: list[dict]) -> dict:
+    """Shot precision / recall / F1 over one half's video items ({"item", "shots"} each; variants skipped)."""
+    tp = fp = fn = 0
+    misses: list[str] = []
+    for res in results:
+        if not res["item"].video_of:
+            a, b, c = shot_counts(res)
+            tp, fp, fn = tp + a, fp + b, fn + c
+            misses += shot_misses(res)
+    prec, rec = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+    return {"shot_p": prec, "shot_r": rec, "shot_f1": 2 * prec * rec / max(prec + rec, 1e-9), "shot_n": tp + fn,
+            "shot_fp": fp, "misses": misses}  # fmt: skip
+
+
 def auc(pos: list[float], neg: list[float]) -> float:
     if not pos or not neg:
         return float("nan")

@@ -30,6 +30,16 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def _code(*files: str) -> str:
+    """Hash of pipeline source files (relative to pipeline/): a change to them re-runs what they compute."""
+    root = Path(__file__).resolve().parents[2] / "pipeline"
+    return hashlib.sha1(b"".join((root / f).read_bytes() for f in files)).hexdigest()[:10]
+
+
+SHOTS_CODE = ("stages/shots.py", "transitions.py")
+SYNC_CODE = ("stages/sync.py", "models/sync_energy.py", "models/sync_fused.py", "models/sync_prior.py")
+
+
 def _cached(path: Path, fn):
     if path.exists():
         return pickle.loads(path.read_bytes())
@@ -42,7 +52,8 @@ def _cached(path: Path, fn):
 
 
 class Runner:
-    """Stages built once; `run(item)` -> {"shots": rows after ShotSplit, "rows": final rows, "probe": per row key}."""
+    """Stages built once; `run(item)` -> {"shots": rows after ShotSplit, "rows": final rows, "probe": per row key};
+    `shot_rows(item)` alone runs only the stages up to ShotSplit (the benchmark's `--only shots`)."""
 
     def __init__(self, cfg: BuildConfig, cache: Path, sync_tag: str = ""):
         from pipeline.stages.download import Download
@@ -51,9 +62,11 @@ class Runner:
         from pipeline.stages.shots import ShotSplit
 
         self.cfg, self.cache = cfg, Path(cache)
-        self.video_fp = _fingerprint(asdict(cfg.normalize), asdict(cfg.shots), asdict(cfg.faces), cfg.models_dir)
+        self.norm_fp = _fingerprint(asdict(cfg.normalize))
+        self.shots_fp = _fingerprint(self.norm_fp, asdict(cfg.shots), _code(*SHOTS_CODE))
+        self.faces_fp = _fingerprint(self.norm_fp, asdict(cfg.faces), cfg.models_dir)
         self.lang_fp = _fingerprint(asdict(cfg.language))
-        self.sync_fp = _fingerprint(asdict(cfg.sync), asdict(cfg.quality), sync_tag)
+        self.sync_fp = _fingerprint(asdict(cfg.sync), asdict(cfg.quality), sync_tag, _code(*SYNC_CODE))
         self._lazy = {"download": Download, "normalize": Normalize, "shots": ShotSplit, "faces": FaceTrack}
         self._lang = self._sync = self._quality = None
 
@@ -63,17 +76,30 @@ class Runner:
             self._lazy[name] = self._lazy[name](self.cfg)
         return self._lazy[name]
 
-    def video_rows(self, item: Item) -> dict:
-        def compute() -> dict:
-            seed = seed_row(item.lang_expected, item.key, item.path, license="benchmark")
-            rows = [seed]
-            for name in ("download", "normalize", "shots"):
-                rows = [r for row in rows for r in self._stage(name)(row)]
-            shots = copy.deepcopy(rows)
-            rows = [r for row in rows for r in self._stage("faces")(row)]
-            return {"shots": shots, "faces": rows}
+    def shot_rows(self, item: Item) -> list[Row]:
+        """Rows after ShotSplit (Download -> Normalize -> ShotSplit), cached: normalize; shots (config + code)."""
 
-        return _cached(self.cache / f"video-{self.video_fp}" / f"{item.key}.pkl", compute)
+        def normalized() -> list[Row]:
+            rows = [seed_row(item.lang_expected, item.key, item.path, license="benchmark")]
+            for name in ("download", "normalize"):
+                rows = [r for row in rows for r in self._stage(name)(row)]
+            return rows
+
+        norm = _cached(self.cache / f"norm-{self.norm_fp}" / f"{item.key}.pkl", normalized)
+        return _cached(self.cache / f"shots-{self.shots_fp}" / f"{item.key}.pkl",
+                       lambda: [r for row in copy.deepcopy(norm) for r in self._stage("shots")(row)])  # fmt: skip
+
+    def video_rows(self, item: Item) -> dict:
+        """{"shots": rows after ShotSplit, "faces": rows after FaceTrack, "tag": what the faces rows depend on}.
+
+        Cached per stage group: normalize; shots (config + the shot detector's code); faces (config + the shot
+        rows it was given), so a change to the shot detector re-runs the faces stage only where the shots moved."""
+
+        shots = self.shot_rows(item)
+        tag = _fingerprint(self.faces_fp, [(r["key"], r.get("start_s"), r.get("end_s"), r["status"]) for r in shots])
+        faces = _cached(self.cache / f"faces-{self.faces_fp}" / f"{item.key}-{tag}.pkl",
+                        lambda: [r for row in copy.deepcopy(shots) for r in self._stage("faces")(row)])  # fmt: skip
+        return {"shots": shots, "faces": faces, "tag": tag}
 
     def variant_rows(self, item: Item, base: dict) -> dict:
         """The base's video-stage rows re-keyed for this item, with this item's audio (as Normalize extracts it)."""
@@ -91,9 +117,9 @@ class Runner:
             r |= {"video_key": new, "source_id": item.key, "source": item.path, "audio_path": str(wav)}
             return r
 
-        return {"shots": [rekey(r) for r in base["shots"]], "faces": [rekey(r) for r in base["faces"]]}
+        return {"shots": [rekey(r) for r in base["shots"]], "faces": [rekey(r) for r in base["faces"]], "tag": base["tag"]}
 
-    def language(self, item: Item, rows: list[Row]) -> list[Row]:
+    def language(self, item: Item, rows: list[Row], tag: str) -> list[Row]:
         from pipeline.stages.language import LanguageTagger
 
         def compute():
@@ -101,9 +127,9 @@ class Runner:
                 self._lang = LanguageTagger(self.cfg)
             return self._lang.run_video(copy.deepcopy(rows))
 
-        return _cached(self.cache / f"lang-{self.video_fp}-{self.lang_fp}" / f"{item.key}.pkl", compute)
+        return _cached(self.cache / f"lang-{self.lang_fp}" / f"{item.key}-{tag}.pkl", compute)
 
-    def probes(self, item: Item, faces_rows: list[Row]) -> dict[str, dict]:
+    def probes(self, item: Item, faces_rows: list[Row], tag: str) -> dict[str, dict]:
         """Sync + quality on every row the faces stage kept, whatever language said (keys: row key)."""
         from pipeline.stages.quality import QualityFilter
         from pipeline.stages.sync import SyncFilter
@@ -121,14 +147,14 @@ class Runner:
                 out[r["key"]] = {"sync": s, "quality": q}
             return out
 
-        return _cached(self.cache / f"probe-{self.video_fp}-{self.sync_fp}" / f"{item.key}.pkl", compute)
+        return _cached(self.cache / f"probe-{self.sync_fp}" / f"{item.key}-{tag}.pkl", compute)
 
     # ---- one item -----------------------------------------------------------------------------------------------
     def run(self, item: Item, bases: dict[str, dict]) -> dict:
         video = self.variant_rows(item, bases[item.video_of]) if item.video_of else self.video_rows(item)
         faces_rows = video["faces"]
-        probe = self.probes(item, faces_rows)
-        lang_rows = self.language(item, faces_rows)
+        probe = self.probes(item, faces_rows, video["tag"])
+        lang_rows = self.language(item, faces_rows, video["tag"])
         final = []
         for r in lang_rows:  # the pipeline's own order: faces -> language -> sync -> quality
             if is_ok(r):

@@ -1,4 +1,4 @@
-"""Split a video into single-shot scenes (PySceneDetect AdaptiveDetector) of 2 s up to `max_take_s` each.
+"""Split a video into single-shot scenes (PySceneDetect cuts + dissolves) of 2 s up to `max_take_s` each.
 
 The faces stage then cuts each scene's speaker segments into windows of at most `max_clip_s` (pipeline/takes.py),
 so a take (one speaker, one shot) can run for minutes while every sample stays a short clip.
@@ -21,16 +21,32 @@ from .base import Stage
 log = logging.getLogger(__name__)
 
 
-def detect_scenes(path: str, threshold: float, min_scene_len: int) -> list[tuple[float, float]]:
-    """[(start_s, end_s), ...] of every scene: one scene when there is no cut, none when no frame decodes."""
+def detect_scenes(
+    path: str, threshold: float, min_scene_len: int, same_picture_ncc: float = 0.8, dissolve_s: float = 1.0
+) -> list[tuple[float, float]]:
+    """[(start_s, end_s), ...] of every scene: one scene when there is no cut, none when no frame decodes.
+
+    Hard cuts come from AdaptiveDetector, kept only where the picture changes (not a compression pop); dissolves
+    of about `dissolve_s` (0 = off) are added by a second test on the same decode (pipeline/transitions.py)."""
     from scenedetect import AdaptiveDetector, SceneManager, open_video
 
+    from ..transitions import TransitionMeter, confirmed_cuts, dissolve_cuts
+
     video = open_video(path, backend="opencv")
+    fps = float(video.frame_rate)
     manager = SceneManager()
     manager.add_detector(AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=min_scene_len))
+    meter = TransitionMeter(round(dissolve_s * fps / 2), same_picture_ncc)
+    manager.add_detector(meter)
     manager.detect_scenes(video=video)
     scenes = manager.get_scene_list(start_in_scene=True)
-    return [(float(a.seconds), float(b.seconds)) for a, b in scenes if b.frame_num > a.frame_num]
+    if not scenes:
+        return []
+    first, end = scenes[0][0].frame_num, scenes[-1][1].frame_num
+    cuts = confirmed_cuts([a.frame_num for a, _ in scenes[1:]], meter)
+    cuts = sorted(cuts + dissolve_cuts(meter, cuts, end, min_scene_len))
+    bounds = [first, *cuts, end]
+    return [(a / fps, b / fps) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
 def plan_clips(
@@ -66,7 +82,8 @@ class ShotSplit(Stage):
         from scenedetect import VideoOpenFailure
 
         try:
-            scenes = detect_scenes(row["norm_path"], c.threshold, max(1, round(c.min_scene_s * fps)))
+            min_len = max(1, round(c.min_scene_s * fps))
+            scenes = detect_scenes(row["norm_path"], c.threshold, min_len, c.same_picture_ncc, c.dissolve_s)
         except (OSError, VideoOpenFailure) as exc:  # nothing decodable (unless the storage failed: then a retry)
             faults.raise_if_transient(exc)
             return drop(row, "no_shots", self.name, f"cannot open video: {exc}")

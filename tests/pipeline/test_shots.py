@@ -1,4 +1,5 @@
-"""ShotSplit: cuts found on a real 4-shot concat, one clip for a single shot, trimming/splitting/too_short rules."""
+"""ShotSplit: cuts found on a real 4-shot concat, crossfades found, compression pops not cut, one clip for a single
+shot, trimming/splitting/too_short rules."""
 
 from __future__ import annotations
 
@@ -111,21 +112,36 @@ def crossfade(shared_media, media_cache):
     return out, (4.3, 8.1)
 
 
-@pytest.mark.xfail(strict=True, reason="issue #15 target shot F1 >= 0.95 not met: AdaptiveDetector (threshold 3) "
-                   "finds 1 of the benchmark's 4 crossfades (held-out shot F1 0.73 / 0.50, benchmarks/RESULTS.md)")
 def test_crossfades_found_within_half_a_second(crossfade):
     path, cuts = crossfade
     c = ShotsConfig()
-    scenes = detect_scenes(str(path), c.threshold, round(c.min_scene_s * 25))
+    scenes = detect_scenes(str(path), c.threshold, round(c.min_scene_s * 25), c.same_picture_ncc, c.dissolve_s)
     found = [a for a, _ in scenes[1:]]
-    assert all(any(abs(f - t) <= 0.5 for f in found) for t in cuts), found
+    assert len(found) == len(cuts), found
+    assert all(abs(f - t) <= 0.2 for f, t in zip(found, cuts, strict=True)), found
 
 
-@pytest.mark.xfail(strict=True, reason="issue #15: a heavily compressed shot (x264 CRF 45) is cut into pieces by "
-                   "AdaptiveDetector: 6 false cuts on the benchmark's 12 CRF-45 copies (the clip is dropped anyway)")
-def test_heavy_compression_makes_no_false_cut(shared_media, media_cache):
+def test_crossfades_are_missed_without_the_dissolve_test(crossfade):
+    """The dissolve test is what finds them: AdaptiveDetector alone cuts neither fade at its middle."""
+    path, cuts = crossfade
+    c = ShotsConfig()
+    found = [a for a, _ in detect_scenes(str(path), c.threshold, round(c.min_scene_s * 25), c.same_picture_ncc, 0.0)[1:]]
+    assert not any(abs(f - t) <= 0.2 for f in found for t in cuts), found
+
+
+@pytest.mark.parametrize("name", ["hdtf_WDA_KatieHill_en_8s.mp4", "liveportrait_d20_zh.mp4"])
+def test_moving_single_shot_has_no_dissolve(shared_media, name):
+    """The two clips whose head moves most over a second (1-s thumbnail change up to 34 / 25 per pixel): one shot."""
+    c = ShotsConfig()
+    assert len(detect_scenes(str(shared_media / "video_av" / name), c.threshold, 15, c.same_picture_ncc, 1.0)) == 1
+
+
+@pytest.mark.parametrize("name", ["hdtf_WDA_KatieHill_en_8s.mp4", "latentsync_demo3_en_20s.mp4"])
+def test_heavy_compression_makes_no_false_cut(shared_media, media_cache, name):
+    """x264 CRF 45 pops at every keyframe (AdaptiveDetector cuts there: checked); the same-picture test removes it."""
     from benchmarks.kit.curation_build import degrade
 
-    path = degrade(shared_media / "video_av" / "hdtf_WDA_KatieHill_en_8s.mp4", media_cache / "shots_crf45.mkv", "crf45", 4.0)
+    path = degrade(shared_media / "video_av" / name, media_cache / f"shots_crf45_{name}.mkv", "crf45", 4.0)
     c = ShotsConfig()
-    assert len(detect_scenes(str(path), c.threshold, round(c.min_scene_s * 25))) == 1
+    assert len(detect_scenes(str(path), c.threshold, round(c.min_scene_s * 25), 1.01, 0.0)) > 1  # the pop is cut
+    assert len(detect_scenes(str(path), c.threshold, round(c.min_scene_s * 25), c.same_picture_ncc, c.dissolve_s)) == 1
