@@ -8,6 +8,7 @@ sync; Ray only where Ray is the point. A fault-free run of the same manifest is 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -52,10 +53,15 @@ def assert_same_result(out: Path, reference: Path) -> None:
     assert pending(out) == [] and not list(out.rglob("*.tmp"))
 
 
+# Lines Ray's log monitor forwards from the raylet and workers ("(raylet) ...", "(MapWorker pid=12) ..."), often
+# ANSI-coloured: they reach the driver's stderr asynchronously, so they may land after the build's own last line.
+_RAY_FORWARDED = re.compile(r"^(\x1b\[[0-9;]*m)*\((raylet|\S[^\n]*? pid=\d+[^)]*|pid=\d+[^)]*)\)")
+
+
 def last_line(proc: subprocess.CompletedProcess) -> str:
-    """The build's final line: the summary on stdout, or the one error line on stderr."""
+    """The build's final line: the summary on stdout, or the one error line on stderr (Ray's forwarded logs aside)."""
     text = proc.stdout if proc.stdout.strip() else proc.stderr
-    lines = [x for x in text.strip().splitlines() if x.strip()]
+    lines = [x for x in text.strip().splitlines() if x.strip() and not _RAY_FORWARDED.match(x.strip())]
     return lines[-1] if lines else ""
 
 
