@@ -21,6 +21,7 @@ from .. import faults, sink
 from ..fingerprint import encode, video_hashes
 from ..gates import origin
 from ..record import STATUS_RETRY, Row, drop, retry_later
+from ..track_io import read_track
 from .base import Stage
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,9 @@ def member_problem(row: Row) -> str:
 
 def prints(row: Row) -> dict[str, str]:
     """The clip's identity embedding (float16) and video fingerprint (uint64 pHash per sample), base64."""
-    with np.load(row["track_path"]) as t:
-        emb = np.asarray(t["id_embedding"], np.float32).reshape(-1) if "id_embedding" in t.files else None
+    emb = np.asarray(read_track(row["track_path"])["id_embedding"], np.float32).reshape(-1)
     out = {"video": encode(video_hashes(row["crop_path"]))}
-    if emb is not None and np.isfinite(emb).all() and np.linalg.norm(emb) > 0:
+    if np.isfinite(emb).all() and np.linalg.norm(emb) > 0:
         out["identity"] = encode(emb.astype(np.float16))
     return out
 
