@@ -132,6 +132,20 @@ def start_ray(cfg: BuildConfig, stages: list[type[Stage]]) -> None:
         connect_ray(address, None if address else max(os.cpu_count() or 1, n_actors + 1))
 
 
+def actor_pool(cfg: BuildConfig, n_model_stages: int, resources: dict[str, float]):
+    """The Ray Data compute strategy of one model stage: `actors: N` a fixed pool of N; `actors: 0` (default) an
+    autoscaling pool from 1 to this stage's share of the cluster (its CPUs, or its GPUs at num_gpus per actor,
+    split evenly between the model stages), so a bigger cluster runs more actors without a flag."""
+    from ray.data import ActorPoolStrategy
+
+    if cfg.actors > 0:
+        return ActorPoolStrategy(size=cfg.actors)
+    share = float(resources.get("CPU", 1)) / max(1, n_model_stages)
+    if cfg.num_gpus:
+        share = min(share, float(resources.get("GPU", 0)) / cfg.num_gpus / max(1, n_model_stages))
+    return ActorPoolStrategy(min_size=1, max_size=max(1, int(share)))
+
+
 def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]] | None = None) -> Iterator[list[Row]]:
     import ray
 
@@ -148,12 +162,14 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
     crashes = max(0, cfg.retry.worker_crashes)
     actor_args = functools.partial(dict, max_restarts=crashes, max_task_retries=crashes)
     task_args = functools.partial(dict, max_retries=crashes)
+    resources = ray.cluster_resources()
+    n_model = sum(1 for cls in stages if cls.uses_model)
     for stage_cls in stages:
         if stage_cls.uses_model:
             ds = ds.flat_map(
                 _RayStage,
                 fn_constructor_args=(stage_cls, cfg),
-                concurrency=max(1, cfg.actors),
+                compute=actor_pool(cfg, n_model, resources),
                 num_gpus=cfg.num_gpus or None,
                 num_cpus=1,
                 ray_remote_args_fn=actor_args,
@@ -302,7 +318,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models-dir", default=None, help="local weights dir (default ~/.cache/talkingface-wild/models)")
     p.add_argument("--limit", type=int, default=None, help="at most N source rows per language")
     p.add_argument("--num-gpus", type=float, default=None, help="GPUs per model actor, e.g. 0.25 (default 0)")
-    p.add_argument("--actors", type=int, default=None, help="actors per model stage (default 1)")
+    p.add_argument("--actors", type=int, default=None, help="actors per model stage (default 0: an autoscaling pool, from 1 to the stage's share of the cluster's CPUs or GPUs)")
     p.add_argument("--transcribe", action="store_true", default=None, help="store a Whisper transcript in each .json")
     p.add_argument("--no-ray", action="store_true", help="run every stage in this process (debugging)")
     p.add_argument("--stages", default=None, help=argparse.SUPPRESS)  # debug: comma list of Stage class names

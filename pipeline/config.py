@@ -163,7 +163,7 @@ class BuildConfig:
     models_dir: str = field(default_factory=default_models_dir)
     limit: int = 0  # max source rows per language (0 = all)
     num_gpus: float = 0.0  # per model actor; 0 = CPU
-    actors: int = 1  # actors per model stage
+    actors: int = 0  # actors per model stage; 0 = autoscale from 1 to the stage's share of the cluster
     download: DownloadConfig = field(default_factory=DownloadConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     shots: ShotsConfig = field(default_factory=ShotsConfig)

@@ -101,13 +101,16 @@ def test_model_stages_are_gpu_actor_pools_and_cpu_stages_tasks(monkeypatch):
     fake = _FakeDataset()
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray.data, "from_items", lambda items, **kw: fake)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 12.0, "GPU": 2.0})
     cfg = BuildConfig(num_gpus=0.25, actors=3)
     assert list(build.run_ray(cfg, [[{"video_key": "en-x"}]])) == []
     assert len(fake.calls) == len(build.STAGES)
     for cls, (fn, kw) in zip(build.STAGES, fake.calls, strict=True):
         if cls.uses_model:  # an actor pool: a callable class built once per actor, on a quarter of a GPU
             assert fn is build._RayStage and kw["fn_constructor_args"][0] is cls
-            assert (kw["concurrency"], kw["num_gpus"], kw["num_cpus"]) == (3, 0.25, 1), cls.__name__
+            pool = kw["compute"]  # ActorPoolStrategy, not the deprecated concurrency=
+            assert (pool.min_size, pool.max_size, kw["num_gpus"], kw["num_cpus"]) == (3, 3, 0.25, 1), cls.__name__
+            assert "concurrency" not in kw
             assert kw["ray_remote_args_fn"]() == {"max_restarts": 3, "max_task_retries": 3}  # retry.worker_crashes
         else:  # a task per video, no GPU
             assert not isinstance(fn, type) and kw["num_cpus"] == 1 and "num_gpus" not in kw, cls.__name__
@@ -117,3 +120,17 @@ def test_model_stages_are_gpu_actor_pools_and_cpu_stages_tasks(monkeypatch):
     fake.calls.clear()
     list(build.run_ray(BuildConfig(), [[{"video_key": "en-x"}]]))  # CPU only: no GPU request at all
     assert all(not kw.get("num_gpus") for _, kw in fake.calls)
+    n_model = sum(cls.uses_model for cls in build.STAGES)
+    pools = [kw["compute"] for _, kw in fake.calls if "compute" in kw]
+    # actors: 0 (default): each model stage autoscales from 1 to its share of the cluster's 12 CPUs
+    assert len(pools) == n_model and {(p.min_size, p.max_size) for p in pools} == {(1, 12 // n_model)}
+
+
+def test_actor_pool_share_follows_cluster_resources():
+    n = 3
+    gpu = build.actor_pool(BuildConfig(num_gpus=0.25), n, {"CPU": 64.0, "GPU": 3.0})  # 3 GPUs / 0.25 / 3 stages
+    assert (gpu.min_size, gpu.max_size) == (1, 4)
+    tiny = build.actor_pool(BuildConfig(), n, {"CPU": 2.0})  # fewer CPUs than stages: still one actor each
+    assert (tiny.min_size, tiny.max_size) == (1, 1)
+    fixed = build.actor_pool(BuildConfig(actors=2), n, {"CPU": 64.0})
+    assert (fixed.min_size, fixed.max_size) == (2, 2)
