@@ -318,7 +318,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models-dir", default=None, help="local weights dir (default ~/.cache/talkingface-wild/models)")
     p.add_argument("--limit", type=int, default=None, help="at most N source rows per language")
     p.add_argument("--num-gpus", type=float, default=None, help="GPUs per model actor, e.g. 0.25 (default 0)")
-    p.add_argument("--actors", type=int, default=None, help="actors per model stage (default 0: an autoscaling pool, from 1 to the stage's share of the cluster's CPUs or GPUs)")
+    p.add_argument("--actors", type=int, default=None, help="actors per model stage (default 0: an autoscaling pool "
+                   "from 1 to the stage's share of the cluster's CPUs or GPUs)")
     p.add_argument("--transcribe", action="store_true", default=None, help="store a Whisper transcript in each .json")
     p.add_argument("--no-ray", action="store_true", help="run every stage in this process (debugging)")
     p.add_argument("--stages", default=None, help=argparse.SUPPRESS)  # debug: comma list of Stage class names
