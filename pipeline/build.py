@@ -16,7 +16,6 @@ transient failures (<out>/pending.json; rerun the same command); 130 interrupted
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import json
 import logging
@@ -160,8 +159,8 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
     # every worker would hang the build. retry.worker_crashes bounds it; then the stream fails, and the videos not
     # yet finished are left for the next run (exit 3).
     crashes = max(0, cfg.retry.worker_crashes)
-    actor_args = functools.partial(dict, max_restarts=crashes, max_task_retries=crashes)
-    task_args = functools.partial(dict, max_retries=crashes)
+    actor_args = {"max_restarts": crashes, "max_task_retries": crashes}  # static remote args (ray_remote_args_fn
+    task_args = {"max_retries": crashes}  # is deprecated in Ray 2.60); they override Ray Data's -1 defaults
     resources = ray.cluster_resources()
     n_model = sum(1 for cls in stages if cls.uses_model)
     for stage_cls in stages:
@@ -172,10 +171,10 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
                 compute=actor_pool(cfg, n_model, resources),
                 num_gpus=cfg.num_gpus or None,
                 num_cpus=1,
-                ray_remote_args_fn=actor_args,
+                **actor_args,
             )
         else:
-            ds = ds.flat_map(_task_fn(stage_cls, cfg), num_cpus=1, ray_remote_args_fn=task_args)
+            ds = ds.flat_map(_task_fn(stage_cls, cfg), num_cpus=1, **task_args)
     for item in ds.iter_rows():
         yield pickle.loads(item["video"])
 
