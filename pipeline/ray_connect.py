@@ -70,7 +70,10 @@ def connect_ray(address: str | None, num_cpus: int | None) -> None:
 
     for attempt in (1, 2):  # a local start can fail under load (ports, a slow raylet): once more, then give up
         try:
-            ray.init(**kwargs)
+            # address="local": a new cluster of our own. A bare ray.init() joins the cluster named in
+            # <RAY_TMPDIR>/ray/ray_current_cluster (the last `ray start` on this machine, even a dead one),
+            # which refuses num_cpus: joining is what RAY_ADDRESS is for.
+            ray.init(address="local", **kwargs)
             return
         except Exception as exc:
             if attempt == 2:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,27 @@ def test_local_start_failure_is_retried_once_then_one_line(tmp_path, inputs):
     proc, _ = _ray_build(tmp_path, inputs, RAY_TMPDIR="/dev/null/ray")  # a temp dir Ray cannot create
     assert "could not start a local Ray cluster" in _one_error_line(proc)
     assert proc.stderr.count("trying once more") == 1
+
+
+def test_no_ray_address_starts_its_own_cluster_past_a_stale_ray_start_record(tmp_path, inputs):
+    """A `ray start` on this machine leaves <RAY_TMPDIR>/ray/ray_current_cluster behind (here: one whose cluster is
+    gone); a bare ray.init() would try to join it and refuse num_cpus. Without RAY_ADDRESS the build starts its
+    own local cluster."""
+    import shutil
+    import tempfile
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    raytmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    try:
+        (raytmp / "ray").mkdir()
+        (raytmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")
+        man, config = inputs
+        proc = build(tmp_path / "out", man, config=config, ray=True, extra_env={"RAY_TMPDIR": str(raytmp)},
+                     timeout=300)  # fmt: skip
+    finally:
+        shutil.rmtree(raytmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "could not start a local Ray cluster" not in proc.stderr
+    assert list((tmp_path / "out" / "ledger").glob("*.json")), "the video was not committed"
