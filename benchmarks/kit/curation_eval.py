@@ -40,33 +40,33 @@ def mixes_faces(item: Item, row: dict, min_s: float = 0.5) -> bool:
     return len(ids) > 1
 
 
-def shot_counts(res: dict, tol: float = 0.5) -> tuple[int, int, int]:
-    item = res["item"]
+def match_cuts(res: dict, tol: float = 0.5) -> tuple[list[float], list[float], list[float]]:
+    """(found cuts that hit a true cut, false cuts, missed true cuts) of one item: a found cut is the midpoint of
+    the gap between consecutive shot rows, matched greedily to the first true cut within `tol` s."""
     rows = sorted(res["shots"], key=lambda r: r.get("start_s", 0.0))
     found = [(float(p["end_s"]) + float(q["start_s"])) / 2 for p, q in zip(rows, rows[1:], strict=False)]
-    truth, tp = list(item.cuts), 0
-    for c in found:
-        hit = next((t for t in truth if abs(t - c) <= tol), None)
-        if hit is not None:
-            truth.remove(hit)
-            tp += 1
-    return tp, len(found) - tp, len(truth)
-
-
-def shot_misses(res: dict, tol: float = 0.5) -> list[str]:
-    """The item's false and missed cuts, for `--misses` (same matching as shot_counts)."""
-    rows = sorted(res["shots"], key=lambda r: r.get("start_s", 0.0))
-    found = [(float(p["end_s"]) + float(q["start_s"])) / 2 for p, q in zip(rows, rows[1:], strict=False)]
-    truth = list(res["item"].cuts)
-    false = []
+    truth, hits, false = list(res["item"].cuts), [], []
     for c in found:
         hit = next((t for t in truth if abs(t - c) <= tol), None)
         if hit is None:
             false.append(c)
         else:
             truth.remove(hit)
+            hits.append(c)
+    return hits, false, truth
+
+
+def shot_counts(res: dict, tol: float = 0.5) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) of one item's cuts."""
+    hits, false, missed = match_cuts(res, tol)
+    return len(hits), len(false), len(missed)
+
+
+def shot_misses(res: dict, tol: float = 0.5) -> list[str]:
+    """The item's false and missed cuts, for `--misses`."""
+    _, false, missed = match_cuts(res, tol)
     key = res["item"].key
-    return [f"{key}: false cut at {c:.2f} s" for c in false] + [f"{key}: missed cut at {t:.2f} s" for t in truth]
+    return [f"{key}: false cut at {c:.2f} s" for c in false] + [f"{key}: missed cut at {t:.2f} s" for t in missed]
 
 
 def shot_score(results: list[dict]) -> dict:
