@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.models.sync_energy import HOP, ROI_H, ROI_W, _gray, audio_frames_present, load_frames, mouth_box
-from pipeline.models.sync_prior import _standardise, log_mel, mouth_features
+from pipeline.models.sync_energy import HOP, audio_frames_present, load_frames, mouth_roi
+from pipeline.models.sync_prior import _standardise, log_mel, mouth_features, stack_context
 
 
 def _pca(x: np.ndarray, k: int) -> np.ndarray:
@@ -25,11 +25,6 @@ def _pca(x: np.ndarray, k: int) -> np.ndarray:
     _, _, vt = np.linalg.svd(xc, full_matrices=False)
     z = xc @ vt[:k].T
     return z / (z.std(0) + 1e-6)
-
-
-def _stack(f: np.ndarray, ctx: int) -> np.ndarray:
-    p = np.pad(f, ((ctx, ctx), (0, 0)), mode="edge")
-    return np.concatenate([p[i : i + len(f)] for i in range(2 * ctx + 1)], axis=1)
 
 
 def cv_fit(x: np.ndarray, y: np.ndarray, alpha: float, folds: int) -> float:
@@ -49,15 +44,6 @@ def cv_fit(x: np.ndarray, y: np.ndarray, alpha: float, folds: int) -> float:
     return float(np.mean(r))
 
 
-def mouth_pixels(frames: np.ndarray, landmarks_crop: np.ndarray) -> np.ndarray:
-    """(n, 48 * 32) grey pixels of the mouth box (the energy scorer's box, from the median mouth landmarks)."""
-    import cv2
-
-    g = _gray(frames)
-    x0, y0, x1, y1 = mouth_box(g.shape[1], landmarks_crop)
-    return np.stack([cv2.resize(f[y0:y1, x0:x1], (ROI_W, ROI_H), interpolation=cv2.INTER_AREA).ravel() for f in g])
-
-
 class SelfCalSyncScorer:
     name = "selfcal"
 
@@ -73,9 +59,9 @@ class SelfCalSyncScorer:
             raise ValueError("the self-calibrated scorer needs the track's landmarks_crop")
         y = mouth_features(frames, lms)
         if self.mouth_pca:
-            y = np.concatenate([y, _pca(mouth_pixels(frames, lms), self.mouth_pca)], axis=1)
+            y = np.concatenate([y, _pca(mouth_roi(frames, lms).reshape(len(y), -1), self.mouth_pca)], axis=1)
         na = len(audio_16k) // HOP
-        a = _stack(_pca(_standardise(log_mel(audio_16k, na)), self.n_pca), self.ctx)
+        a = stack_context(_pca(_standardise(log_mel(audio_16k, na)), self.n_pca), self.ctx)
         valid = audio_frames_present(audio_16k, na)
         vals = np.full(2 * self.search + 1, np.nan)
         t = np.arange(len(y))

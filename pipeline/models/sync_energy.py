@@ -67,13 +67,18 @@ def mouth_box(size: int, landmarks_crop: np.ndarray | None = None) -> tuple[int,
     return x0, y0, max(x1, x0 + 2), max(y1, y0 + 2)
 
 
-def mouth_motion_energy(frames: np.ndarray, landmarks_crop: np.ndarray | None = None) -> np.ndarray:
-    """(N,) per-frame motion energy of the mouth box; index t holds the change from frame t-1 to t (0 at t=0)."""
+def mouth_roi(frames: np.ndarray, landmarks_crop: np.ndarray | None = None) -> np.ndarray:
+    """(N, ROI_H, ROI_W) grey mouth box of each frame (see mouth_box), resized with INTER_AREA."""
     import cv2
 
     g = _gray(frames)
     x0, y0, x1, y1 = mouth_box(g.shape[1], landmarks_crop)
-    roi = np.stack([cv2.resize(f[y0:y1, x0:x1], (ROI_W, ROI_H), interpolation=cv2.INTER_AREA) for f in g])
+    return np.stack([cv2.resize(f[y0:y1, x0:x1], (ROI_W, ROI_H), interpolation=cv2.INTER_AREA) for f in g])
+
+
+def mouth_motion_energy(frames: np.ndarray, landmarks_crop: np.ndarray | None = None) -> np.ndarray:
+    """(N,) per-frame motion energy of the mouth box; index t holds the change from frame t-1 to t (0 at t=0)."""
+    roi = mouth_roi(frames, landmarks_crop)
     d = np.diff(roi, axis=0)
     d = d - d.mean(axis=(1, 2), keepdims=True)
     return np.r_[0.0, np.abs(d).mean(axis=(1, 2))].astype(np.float32)

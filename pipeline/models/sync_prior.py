@@ -48,11 +48,15 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(0)) / (x.std(0) + 1e-6)
 
 
+def stack_context(f: np.ndarray, ctx: int) -> np.ndarray:
+    """(n, (2 * ctx + 1) * d): each row with the rows t-ctx..t+ctx beside it (edges repeated)."""
+    p = np.pad(f, ((ctx, ctx), (0, 0)), mode="edge")
+    return np.concatenate([p[i : i + len(f)] for i in range(2 * ctx + 1)], axis=1)
+
+
 def audio_features(audio_16k: np.ndarray) -> np.ndarray:
     """(n_audio_frames, 5 * SUB * N_MEL): standardised log-mel with +-CONTEXT frames stacked."""
-    f = _standardise(log_mel(audio_16k, len(audio_16k) // HOP))
-    p = np.pad(f, ((CONTEXT, CONTEXT), (0, 0)), mode="edge")
-    return np.concatenate([p[i : i + len(f)] for i in range(2 * CONTEXT + 1)], axis=1)
+    return stack_context(_standardise(log_mel(audio_16k, len(audio_16k) // HOP)), CONTEXT)
 
 
 def mouth_features(frames: np.ndarray, landmarks_crop: np.ndarray) -> np.ndarray:
