@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,13 +23,25 @@ def inputs(tmp_path, shared_media):
     return man, fast_config(tmp_path)
 
 
-def _ray_build(tmp_path, inputs, prefix=None, **env):
+def _ray_build(tmp_path, inputs, prefix=None, current_cluster: str | None = None, **env):
+    """The build on Ray with its own empty RAY_TMPDIR: a short one under /tmp, since Ray's socket paths inside it
+    must fit 107 bytes; `current_cluster` pre-seeds it with a `ray start` record (<RAY_TMPDIR>/ray/ray_current_cluster)."""
     man, config = inputs
-    (tmp_path / "raytmp").mkdir(exist_ok=True)
-    t0 = time.monotonic()
-    proc = build(tmp_path / "out", man, config=config, ray=True, prefix=prefix,
-                 extra_env={"RAY_TMPDIR": str(tmp_path / "raytmp"), **env}, timeout=300)  # fmt: skip
-    return proc, time.monotonic() - t0
+    with tempfile.TemporaryDirectory(prefix="rt", dir="/tmp") as raytmp:
+        if current_cluster is not None:
+            (Path(raytmp) / "ray").mkdir()
+            (Path(raytmp) / "ray" / "ray_current_cluster").write_text(current_cluster + "\n")
+        t0 = time.monotonic()
+        proc = build(tmp_path / "out", man, config=config, ray=True, prefix=prefix,
+                     extra_env={"RAY_TMPDIR": raytmp, **env}, timeout=300)  # fmt: skip
+        return proc, time.monotonic() - t0
+
+
+def _free_port() -> int:
+    """A local port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _own_pid_namespace() -> list[str] | None:
@@ -51,9 +64,7 @@ def _one_error_line(proc) -> str:
 
 
 def test_dead_ray_address_is_named_at_once(tmp_path, inputs):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     proc, elapsed = _ray_build(tmp_path, inputs, RAY_ADDRESS=f"127.0.0.1:{port}")
     line = _one_error_line(proc)
     assert f"cannot reach the Ray cluster at 127.0.0.1:{port} (RAY_ADDRESS)" in line
@@ -90,21 +101,7 @@ def test_no_ray_address_starts_its_own_cluster_past_a_stale_ray_start_record(tmp
     """A `ray start` on this machine leaves <RAY_TMPDIR>/ray/ray_current_cluster behind (here: one whose cluster is
     gone); a bare ray.init() would try to join it and refuse num_cpus. Without RAY_ADDRESS the build starts its
     own local cluster."""
-    import shutil
-    import tempfile
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    raytmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
-    try:
-        (raytmp / "ray").mkdir()
-        (raytmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")
-        man, config = inputs
-        proc = build(tmp_path / "out", man, config=config, ray=True, extra_env={"RAY_TMPDIR": str(raytmp)},
-                     timeout=300)  # fmt: skip
-    finally:
-        shutil.rmtree(raytmp, ignore_errors=True)
+    proc, _ = _ray_build(tmp_path, inputs, current_cluster=f"127.0.0.1:{_free_port()}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "could not start a local Ray cluster" not in proc.stderr
     assert list((tmp_path / "out" / "ledger").glob("*.json")), "the video was not committed"
