@@ -29,6 +29,7 @@ from benchmarks.kit.curation_build import DEFAULT_CACHE, Builder  # noqa: E402
 from benchmarks.kit.curation_eval import CLASSES, score, shot_score  # noqa: E402
 from benchmarks.kit.curation_run import Runner, run_all  # noqa: E402
 from benchmarks.kit.sync_fit import clip_inputs, fit  # noqa: E402
+from benchmarks.kit.yunet import link_yunet  # noqa: E402
 from pipeline.config import SAMPLE_MANIFESTS, load_config, replace  # noqa: E402
 from pipeline.models.sync_prior import PRIOR_PATH, decision_point  # noqa: E402
 
@@ -39,12 +40,9 @@ TARGETS = {"shot_f1": 0.95, "sync_shift": 0.90, "auc": 0.95, "multi_as_multi": 1
 def models_dir_for(backend: str, cache: Path, shared: Path) -> str:
     """A models dir holding what `backend` needs: YuNet's upstream ONNX from the shared weights, linked."""
     d = cache / f"models-{backend}"
-    if backend == "yunet":
-        (d / "yunet").mkdir(parents=True, exist_ok=True)
-        link = d / "yunet" / "face_detection_yunet_2026may.onnx"
-        if not link.exists():
-            link.symlink_to(shared / "weights" / "face_detection_yunet_2026may.onnx")
     d.mkdir(parents=True, exist_ok=True)
+    if backend == "yunet":
+        link_yunet(d, shared / "weights")
     return str(d)
 
 

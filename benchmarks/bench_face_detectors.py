@@ -26,6 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.kit.cputime import process_cpu  # noqa: E402
+from benchmarks.kit.yunet import link_yunet  # noqa: E402
 from pipeline.config import FacesConfig  # noqa: E402
 from pipeline.media import read_frames  # noqa: E402
 from pipeline.models.face_detectors import _downscale  # noqa: E402
@@ -37,17 +39,9 @@ PHOTO_FACES = {"faceapi_group_sample1.jpg": 3, "faceapi_group_sample2.jpg": 3, "
                "facenet_shea_whigham.jpg": 1}  # fmt: skip
 
 
-def cpu() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
 def models_dir_with_yunet(tmp: Path) -> str:
-    d = tmp / "models"
-    (d / "yunet").mkdir(parents=True, exist_ok=True)
-    for src in (SHARED / "weights").glob("face_detection_yunet_*.onnx"):
-        (d / "yunet" / src.name).symlink_to(src)
-    return str(d)
+    link_yunet(tmp / "models", SHARED / "weights")
+    return str(tmp / "models")
 
 
 def photo(path: Path, max_side: int = 800) -> np.ndarray:
@@ -80,12 +74,12 @@ def main() -> None:
     for backend in args.backends.split(","):
         det = load_face_models(FacesConfig(backend=backend), models_dir, use_gpu=False).detector
         det.detect(next(iter(frames.values()))[0][0])  # warm-up
-        c0 = cpu()
+        c0 = process_cpu()
         for fs in frames.values():  # as the stage calls it: faces under half of min_face_px need not be found
             for f, scale in fs:
                 det.detect(f, 0.5 * FacesConfig().min_face_px * scale)
-        ms_min = 1000 * (cpu() - c0) / n_frames
-        c0, found, multi, sizes = cpu(), 0, 0, {}
+        ms_min = 1000 * (process_cpu() - c0) / n_frames
+        c0, found, multi, sizes = process_cpu(), 0, 0, {}
         for clip, fs in frames.items():
             s = []
             for f, _ in fs:
@@ -96,14 +90,14 @@ def main() -> None:
                 if len(d):
                     s.append(side(d.boxes).max())
             sizes[clip] = float(np.median(s)) if s else 0.0
-        ms = 1000 * (cpu() - c0) / n_frames
-        c0, hit, extra = cpu(), 0, 0
+        ms = 1000 * (process_cpu() - c0) / n_frames
+        c0, hit, extra = process_cpu(), 0, 0
         for name, img in photos.items():
             d = det.detect(img, 0.0)
             d = d.keep(d.scores >= det.confident_score)
             hit += min(len(d), PHOTO_FACES[name])  # counts, not matched boxes: the extras column shows the rest
             extra += max(0, len(d) - PHOTO_FACES[name])
-        photo_ms = 1000 * (cpu() - c0) / max(1, len(photos))
+        photo_ms = 1000 * (process_cpu() - c0) / max(1, len(photos))
         if backend == "mtcnn" or not ref_side:
             ref_side = sizes
         ratio = np.median([sizes[c] / ref_side[c] for c in sizes if sizes[c] and ref_side.get(c)])

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.kit.cputime import run_measured  # noqa: E402
+from benchmarks.kit.cputime import process_cpu, run_measured  # noqa: E402
 from pipeline import build, media  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.finalize import finalize  # noqa: E402
@@ -33,21 +33,15 @@ def footage(seeds: list[dict]) -> float:
     return sum(media.probe(s["source"])["duration_s"] for s in seeds)
 
 
-def cpu_now() -> float:
-    """CPU seconds of this process (all threads) and its reaped children (ffmpeg) so far."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
 class Clock:
     """Wall and CPU seconds of a block."""
 
     def __enter__(self) -> Clock:
-        self.w0, self.c0 = time.perf_counter(), cpu_now()
+        self.w0, self.c0 = time.perf_counter(), process_cpu(children=True)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.wall, self.cpu = time.perf_counter() - self.w0, cpu_now() - self.c0
+        self.wall, self.cpu = time.perf_counter() - self.w0, process_cpu(children=True) - self.c0
 
 
 def bare_decode(seeds: list[dict]) -> tuple[float, float]:

@@ -19,16 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.kit.cputime import process_cpu  # noqa: E402
 from pipeline.config import default_models_dir  # noqa: E402
 from pipeline.media import read_audio  # noqa: E402
 from pipeline.models.whisper import CT2Whisper, assemble_pypi_model  # noqa: E402
 
 AUDIO_EXT = {".wav", ".flac", ".mp3", ".ogg", ".m4a"}
-
-
-def cpu() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def main() -> None:
@@ -46,9 +42,9 @@ def main() -> None:
     for name, model in modes.items():
         for _, _, audio in clips:
             model.detect([audio])  # warm-up
-            c0 = cpu()
+            c0 = process_cpu()
             top, prob = model.detect([audio])[0][0]
-            res[name].append((top, prob, cpu() - c0))
+            res[name].append((top, prob, process_cpu() - c0))
     print(f"# Whisper LID window: {len(clips)} clips of <= {args.seconds:g} s, load avg {os.getloadavg()[0]:.1f}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")  # fmt: skip
     print("| clip | s | folder lang | top-1 padded (p) | top-1 own length + 1 s, >= 10 s (p) | CPU s padded | CPU s own length |")

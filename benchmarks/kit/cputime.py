@@ -75,3 +75,9 @@ def run_measured(cmd: list[str], **kw) -> tuple[subprocess.CompletedProcess, flo
     wall = time.perf_counter() - t0
     meter.stop()
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), wall, meter.total()
+
+
+def process_cpu(children: bool = False) -> float:
+    """CPU seconds of this process (all threads) so far; with `children`, plus its reaped children (ffmpeg)."""
+    t = os.times()
+    return t.user + t.system + ((t.children_user + t.children_system) if children else 0.0)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.kit.yunet import link_yunet
 from pipeline.config import BuildConfig, FacesConfig
 from pipeline.models import face_weights
 from pipeline.models.face_detectors import DlibHogDetector, MTCNNDetector, nms, scrfd_decode
@@ -262,12 +263,10 @@ def test_insightface_pack_loads_real_onnx_graphs(tmp_path):
 
 
 def test_auto_prefers_yunet_when_its_onnx_is_in_the_models_dir(shared_media, tmp_path, photos):
-    src = next((shared_media / "weights").glob("face_detection_yunet_*.onnx"), None)
-    if src is None:
+    before = load_face_models(FacesConfig(), str(tmp_path), use_gpu=False)  # no YuNet in the models dir yet
+    if link_yunet(tmp_path, shared_media / "weights") is None:
         pytest.skip(f"no face_detection_yunet_*.onnx in {shared_media / 'weights'}")
-    assert load_face_models(FacesConfig(), str(tmp_path), use_gpu=False).detector.name == "mtcnn"  # none: default
-    (tmp_path / "yunet").mkdir()
-    (tmp_path / "yunet" / src.name).symlink_to(src)
+    assert before.detector.name == "mtcnn"  # the default
     auto = load_face_models(FacesConfig(), str(tmp_path), use_gpu=False)
     assert auto.detector.name == "yunet" and auto.landmarker.name.startswith("dlib")
     forced = load_face_models(FacesConfig(backend="mtcnn"), str(tmp_path), use_gpu=False)  # others stay selectable

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from benchmarks.kit.cache import built, recipe_key
+from benchmarks.kit.yunet import link_yunet
 from pipeline.config import BuildConfig
 from pipeline.media import ffmpeg, probe, read_frames
 from pipeline.models.face_detectors import DlibHogDetector
@@ -303,12 +304,9 @@ def test_interpolate_and_smooth_fill_every_frame():
 @pytest.fixture(scope="session")
 def yunet_stage(stage, shared_media, tmp_path_factory) -> FaceTrack:
     """FaceTrack with backend auto and YuNet's upstream ONNX in the models dir (what auto then picks)."""
-    src = next((shared_media / "weights").glob("face_detection_yunet_*.onnx"), None)
-    if src is None:
-        pytest.skip(f"no face_detection_yunet_*.onnx in {shared_media / 'weights'}")
     models = tmp_path_factory.mktemp("models_yunet")
-    (models / "yunet").mkdir()
-    (models / "yunet" / src.name).symlink_to(src)
+    if link_yunet(models, shared_media / "weights") is None:
+        pytest.skip(f"no face_detection_yunet_*.onnx in {shared_media / 'weights'}")
     cfg = dataclasses.replace(stage.cfg, models_dir=str(models), out=str(tmp_path_factory.mktemp("faces_yunet")))
     cfg.faces = dataclasses.replace(stage.fc, backend="auto")
     return FaceTrack(cfg)
