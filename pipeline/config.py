@@ -41,6 +41,9 @@ class NormalizeConfig:
     max_short_side: int = 1080  # downscale so the shorter side is at most this (portrait keeps its faces)
     timeout_s: float = 1800.0
     preset: str = "superfast"  # x264 preset of norm.mkv: see benchmarks/RESULTS_ingest.md (speed vs size)
+    # False: no video re-encode, later stages decode the source through the timeline filter (pipeline/norm_video.py);
+    # True: write norm.mkv (25 fps CFR H.264) first, for storage where the source is slow to seek or read again
+    reencode: bool = False
 
 
 @dataclass

@@ -13,13 +13,20 @@ from pathlib import Path
 import numpy as np
 
 from .media import MediaError, iter_frames, probe, write_failed
+from .norm_video import seek
 
 
-def clip_frames(path: str | Path, start_s: float, end_s: float, n: int) -> Iterator[np.ndarray]:
-    """Exactly n frames from start_s (the last decoded frame repeats if the container ends a frame early)."""
+def clip_frames(
+    path: str | Path, start_s: float, end_s: float, n: int, timeline_vf: str | None = None,
+    size: tuple[int, int] | None = None,
+) -> Iterator[np.ndarray]:
+    """Exactly n frames from start_s (the last decoded frame repeats if the container ends a frame early).
+
+    `timeline_vf` is the row's norm_vf (the source decoded onto the timeline, `size` the frame size it makes)."""
     last = None
     i = 0
-    for i, frame in enumerate(iter_frames(path, start_s, end_s)):  # noqa: B007
+    t0, vf = seek(timeline_vf, start_s)
+    for i, frame in enumerate(iter_frames(path, t0, t0 + end_s - start_s, vf=vf, size=size)):  # noqa: B007
         if i >= n:
             return
         last = frame
@@ -31,20 +38,25 @@ def clip_frames(path: str | Path, start_s: float, end_s: float, n: int) -> Itera
 
 
 def sampled_frames(
-    path: str | Path, start_s: float, n: int, step: int, max_side: int, fps: float = 25.0
+    path: str | Path, start_s: float, n: int, step: int, max_side: int, fps: float = 25.0,
+    timeline_vf: str | None = None, size: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, np.ndarray, float]]:
     """(frame index, frame downsized to max_side, scale) for frames 0, step, 2*step, ... and n-1 of the clip.
 
     ffmpeg still decodes every frame but selects and scales before the pipe: pass 1 moves ~1/step of the pixels
     (a 1080x1920 clip at detect_fps 5 sends 1/5 of the frames at 1/9 of the size).
     """
-    info = probe(path)
-    w, h = info["width"], info["height"]
+    if size is None:
+        info = probe(path)
+        size = (info["width"], info["height"])
+    w, h = size
     s = min(1.0, max_side / max(w, h)) if max_side > 0 else 1.0
     sw, sh = max(2, round(w * s / 2) * 2), max(2, round(h * s / 2) * 2)
     scale = sw / w
     idx = sorted(set(range(0, n, step)) | {n - 1})
-    frames = iter_frames(path, start_s, start_s + n / fps, vf=f"select=not(mod(n\\,{step}))+eq(n\\,{n - 1}),scale={sw}:{sh}",
+    pick = f"select=not(mod(n\\,{step}))+eq(n\\,{n - 1}),scale={sw}:{sh}"
+    t0, vf = seek(timeline_vf, start_s)
+    frames = iter_frames(path, t0, t0 + n / fps, vf=",".join(filter(None, (vf, pick))),
                          size=(sw, sh))  # fmt: skip
     got = 0
     try:

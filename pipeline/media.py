@@ -88,7 +88,7 @@ def stream_duration(path: str | Path, cap_s: float, timeout: float = 300.0) -> f
     """Seconds the packets of the first video (else audio) stream span, for containers that state no duration
     (written to a pipe, a live recording). Demuxes, never decodes, and stops after cap_s + 1 s: the answer is
     exact up to the cap and "more than cap_s" beyond it, however long the file is."""
-    for stream in ("v:0", "a:0"):
+    for stream in ("V:0", "a:0"):  # V: not cover art
         out = run(["ffprobe", "-v", "error", "-read_intervals", f"%+{cap_s + 1:.3f}", "-select_streams", stream,
                    "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", "--", str(path)],
                   timeout=timeout)  # fmt: skip
@@ -141,11 +141,12 @@ def iter_frames(
     timeout: float = 600.0,
     vf: str | None = None,
     size: tuple[int, int] | None = None,
+    pix_fmt: str = "rgb24",
 ) -> Iterator[np.ndarray]:
-    """Stream frames one by one (constant memory for long clips).
+    """Stream frames one by one (constant memory for long clips) of the file's first real video stream.
 
-    `vf` is a filter chain that may drop frames (select) and scale; frames then pass through without duplication,
-    and `size` = (w, h) must be the size the chain outputs.
+    `vf` is a filter chain that may drop frames (select), resample (fps) and scale; frames then pass through
+    without duplication, and `size` = (w, h) must be the size the chain outputs. `pix_fmt`: rgb24 or bgr24.
     """
     if size is None:
         info = probe(path)
@@ -154,10 +155,10 @@ def iter_frames(
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-ss", f"{start_s:.3f}", "-i", str(path)]
     if end_s is not None:
         args += ["-t", f"{max(end_s - start_s, 0.0):.3f}"]
-    args += ["-an"]
+    args += ["-map", "0:V:0", "-an"]  # V: not cover art, which a source (unlike norm.mkv) may carry
     if vf:
         args += ["-vf", vf, "-fps_mode", "passthrough"]
-    args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    args += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
     inject.at_run(args, timeout)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     # `timeout` bounds the whole decode as in run(): a stalled ffmpeg (hung storage, a stuck decoder) is killed,

@@ -44,12 +44,14 @@ ROW_KEYS: dict[str, dict[str, str]] = {
         "search_query": "the ytsearchN: query a result came from",
     },
     "normalize": {
-        "norm_path": f"{FPS} fps CFR H.264 + {SAMPLE_RATE} Hz mono PCM in one .mkv", "audio_path": ".wav of it",
-        "width": "px of norm_path", "height": "px of norm_path", "fps": "frame rate of norm_path (FPS)",
+        "norm_path": "the video the stages decode: the source (read through norm_vf), or norm.mkv "
+        f"({FPS} fps CFR H.264) with normalize.reencode", "norm_vf": "ffmpeg filter chain putting norm_path on the "
+        f"{FPS} fps timeline (pipeline/norm_video.py); absent for norm.mkv", "audio_path": f"{SAMPLE_RATE} Hz mono .wav",
+        "width": "px of the timeline's frames", "height": "px of the timeline's frames", "fps": "frame rate (FPS)",
     },
     "shots": {
-        "shot_index": 'one row per clip from here on: key = "<video_key>-s0003"', "start_s": "clip start in norm_path",
-        "end_s": "clip end in norm_path",
+        "shot_index": 'one row per clip from here on: key = "<video_key>-s0003"', "start_s": "clip start on the timeline",
+        "end_s": "clip end on the timeline",
         "n_clips": "clips of the video",
     },
     "faces": {

@@ -51,6 +51,12 @@ N_QUALITY_FRAMES = 12  # frames per segment whose native-resolution face quality
 VERIFY_S = 0.2
 
 
+def timeline_of(row: Row) -> tuple[str | None, tuple[int, int] | None]:
+    """(norm_vf, frame size) for decoding the row's video on the timeline (pipeline/norm_video.py)."""
+    vf = row.get("norm_vf") or None
+    return vf, ((int(row["width"]), int(row["height"])) if vf else None)
+
+
 class FaceTrack(Stage):
     name = "faces"
     uses_model = True
@@ -61,13 +67,13 @@ class FaceTrack(Stage):
         self.models = load_face_models(self.fc, cfg.models_dir, use_gpu=cfg.num_gpus > 0)
 
     # ---- pass 1: detection + tracking -------------------------------------------------------------------------
-    def detect_and_track(self, path: str, start: float, end: float, n: int, fps: float):
+    def detect_and_track(self, path: str, start: float, end: float, n: int, fps: float, timeline=(None, None)):
         step = max(1, round(fps / self.fc.detect_fps))
         samples = sorted(set(range(0, n, step)) | {n - 1})
         tracker = IouTracker(self.fc.iou_link, self.fc.max_missed_frames, verify_every=round(VERIFY_S * fps),
                              same=self.models.same_identity)
         dets = {i: Detections.empty() for i in samples}  # a frame the container lacks counts as faceless
-        for i, frame, s in sampled_frames(path, start, n, step, self.fc.detect_max_side, fps):
+        for i, frame, s in sampled_frames(path, start, n, step, self.fc.detect_max_side, fps, *timeline):
             # faces under half the minimum size are never kept nor big enough to count as a second face; the
             # detector's floor is fixed (MTCNN's pyramid starts there, so its boxes would move with the gate)
             min_size = min(self.fc.detect_min_px, 0.5 * self.fc.min_face_px) * s
@@ -111,7 +117,7 @@ class FaceTrack(Stage):
         row["detector"] = self.models.detector.name
         if n <= 0:
             return drop(row, "no_face", self.name, "empty clip")
-        samples, dets, tracks = self.detect_and_track(row["norm_path"], start, end, n, fps)
+        samples, dets, tracks = self.detect_and_track(row["norm_path"], start, end, n, fps, timeline_of(row))
         row["n_faces"] = max((len(d) for d in dets.values()), default=0)
         segs = self.segments(samples, tracks, n, fps)
         if not segs:
@@ -180,7 +186,7 @@ class FaceTrack(Stage):
         work = self.video_dir(row)
         renderers = [SegmentRenderer(self, r, seg, work, fps) for r, seg in todo]
         try:
-            for i, frame in enumerate(clip_frames(row["norm_path"], start, start + n / fps, n)):
+            for i, frame in enumerate(clip_frames(row["norm_path"], start, start + n / fps, n, *timeline_of(row))):
                 for rd in renderers:
                     rd.feed(i, frame)
         except BaseException:

@@ -1,10 +1,12 @@
-"""Re-encode to 25 fps CFR H.264 + 16 kHz mono PCM so every later stage sees the same timeline.
+"""Put every source on one timeline: 25 fps CFR video, 16 kHz mono PCM, so every later stage agrees on frames.
 
-Sources arrive in any container, codec, frame rate (often VFR) and orientation. One ffmpeg pass writes
-`norm.mkv` (video + audio, frame k at k/25 s) and `audio.wav` (the same audio, for the audio models), so frame
-indices and audio sample indices agree everywhere downstream (640 samples per frame).
-Decoding stops at `download.max_duration_s` + 1 s, so a container that states no (or a wrong) duration cannot
-turn a 2-h recording into hundreds of clips: output longer than the cap is dropped "too_long". ffmpeg failures
+Sources arrive in any container, codec, frame rate (often VFR) and orientation. Normalize writes `audio.wav`
+and records `norm_vf`, the filter chain that decodes the source as frame k at k/25 s (pipeline/norm_video.py),
+so frame indices and audio sample indices agree everywhere downstream (640 samples per frame); the video is not
+re-encoded (`normalize.reencode: true` writes the old norm.mkv instead). The duration comes from the demuxed
+video packets and stops at `download.max_duration_s` + 1 s, so a container that states no (or a wrong) duration
+cannot turn a 2-h recording into hundreds of clips: a stream longer than the cap is dropped "too_long", and
+one much shorter than the container says (truncated data) "corrupt_video". ffmpeg failures
 that are the machine's (disk full, timeout, killed) are not `corrupt_video`: faults.py makes them retries.
 """
 
@@ -15,6 +17,7 @@ import os
 from pathlib import Path
 
 from .. import faults, media
+from ..norm_video import first_frame_size, timeline_filter
 from ..record import FPS, SAMPLE_RATE, Row, drop
 from .base import Stage
 
@@ -58,18 +61,66 @@ class Normalize(Stage):
             return drop(row, "no_audio", self.name, "no audio stream")
 
         work = self.video_dir(row)
-        norm, wav = work / "norm.mkv", work / "audio.wav"
-        tmp_norm, tmp_wav = work / f".norm.{os.getpid()}.mkv", work / f".audio.{os.getpid()}.wav"
+        wav, tmp_wav = work / "audio.wav", work / f".audio.{os.getpid()}.wav"
+        cap = self.cfg.download.max_duration_s
         # Both streams start at the file's t=0 (first frame repeated, silence padded), so sample i of audio.wav
-        # and frame k of norm.mkv line up even when the source's streams start at different times.
-        # Autorotation happens before the filters, so iw/ih are the displayed size. The shorter side is capped
-        # (portrait footage keeps its face resolution); -2 keeps the aspect with an even other side.
-        m = c.max_short_side
-        scale = (f"scale='if(lt(iw,ih),trunc(min(iw,{m})/2)*2,-2)':'if(lt(iw,ih),-2,trunc(min(ih,{m})/2)*2)'")
-        vf = f"fps={FPS}:start_time=0,{scale}:flags=bicubic,setsar=1,format=yuv420p"
+        # and frame k of the timeline line up even when the source's streams start at different times.
+        vf = timeline_filter(c.max_short_side)
         af = f"aresample={SAMPLE_RATE}:async=1:first_pts=0"
         audio_out = ["-af", af, "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le"]
-        cap = self.cfg.download.max_duration_s
+        try:
+            if c.reencode:
+                norm = work / "norm.mkv"
+                out = self._reencode(src, norm, vf, audio_out, tmp_wav, cap)
+                video = {"norm_path": str(norm)}
+            else:  # the source itself, decoded through `vf` by every later stage (pipeline/norm_video.py)
+                out = self._measure(src, vf, cap)
+                media.ffmpeg("-t", f"{cap + 1:.3f}", "-i", str(src), "-map", "0:a:0", "-vn", *audio_out,
+                             str(tmp_wav), timeout=c.timeout_s)  # fmt: skip
+                video = {"norm_path": str(src), "norm_vf": vf}
+        except media.MediaError as exc:
+            tmp_wav.unlink(missing_ok=True)
+            faults.raise_if_transient(exc)  # ENOSPC, a timeout under load, ffmpeg killed: retried, never ledgered
+            return drop(row, "corrupt_video", self.name, f"decode failed: {exc}")
+        reason = self._check(out, info, cap)
+        if reason:
+            tmp_wav.unlink(missing_ok=True)
+            if c.reencode:
+                Path(video["norm_path"]).unlink(missing_ok=True)
+            return drop(row, *reason)
+        tmp_wav.replace(wav)
+        row |= video | {
+            "audio_path": str(wav),
+            "width": int(out["width"]),
+            "height": int(out["height"]),
+            "fps": float(FPS),
+            "duration_s": round(float(out["duration_s"]), 3),
+        }
+        return row
+
+    def _check(self, out: dict, info: dict, cap: float) -> tuple[str, str, str] | None:
+        """(reason, stage, detail) when the decoded or demuxed stream is too long or truncated, else None."""
+        if out["duration_s"] > cap:
+            return ("too_long", self.name, f"decoded stream runs past max_duration_s {cap:.0f} "
+                    f"(the container states {info['duration_s']:.0f} s)")  # fmt: skip
+        if not out["has_video"] or out["duration_s"] <= 0 or (
+            info["duration_s"] > 0 and out["duration_s"] < MIN_DECODED_FRACTION * info["duration_s"] - 0.5
+        ):
+            detail = f"decoded {out['duration_s']:.2f} s of {info['duration_s']:.2f} s (truncated or corrupt data)"
+            return ("corrupt_video", self.name, detail)
+        return None
+
+    def _measure(self, src: str, vf: str, cap: float) -> dict:
+        """Duration from the video packets (demuxed, not decoded; exact up to the cap) and the timeline's frame
+        size from one decoded frame: what the re-encode learnt by decoding everything, for ~1 % of its CPU."""
+        span = media.stream_duration(src, cap, timeout=self.cfg.normalize.timeout_s)
+        w, h = first_frame_size(src, vf)
+        return {"duration_s": span, "has_video": True, "width": w, "height": h}
+
+    def _reencode(self, src: str, norm: Path, vf: str, audio_out: list[str], tmp_wav: Path, cap: float) -> dict:
+        """One ffmpeg pass: norm.mkv (video + audio) and audio.wav; decoding stops past the cap."""
+        c = self.cfg.normalize
+        tmp_norm = norm.with_name(f".norm.{os.getpid()}.mkv")
         try:
             media.ffmpeg(
                 "-t", f"{cap + 1:.3f}", "-i", str(src),
@@ -80,33 +131,8 @@ class Normalize(Stage):
                 timeout=c.timeout_s,
             )  # fmt: skip
             out = media.probe(tmp_norm)
-        except media.MediaError as exc:
+        except BaseException:
             tmp_norm.unlink(missing_ok=True)
-            tmp_wav.unlink(missing_ok=True)
-            faults.raise_if_transient(exc)  # ENOSPC, a timeout under load, ffmpeg killed: retried, never ledgered
-            return drop(row, "corrupt_video", self.name, f"decode failed: {exc}")
-        if out["duration_s"] > cap:
-            tmp_norm.unlink(missing_ok=True)
-            tmp_wav.unlink(missing_ok=True)
-            return drop(row, "too_long", self.name, f"decoded stream runs past max_duration_s {cap:.0f} "
-                        f"(the container states {info['duration_s']:.0f} s)")  # fmt: skip
-        if not out["has_video"] or out["duration_s"] <= 0 or (
-            info["duration_s"] > 0 and out["duration_s"] < MIN_DECODED_FRACTION * info["duration_s"] - 0.5
-        ):
-            tmp_norm.unlink(missing_ok=True)
-            tmp_wav.unlink(missing_ok=True)
-            return drop(
-                row, "corrupt_video", self.name,
-                f"decoded {out['duration_s']:.2f} s of {info['duration_s']:.2f} s (truncated or corrupt data)",
-            )  # fmt: skip
+            raise
         tmp_norm.replace(norm)
-        tmp_wav.replace(wav)
-        row |= {
-            "norm_path": str(norm),
-            "audio_path": str(wav),
-            "width": int(out["width"]),
-            "height": int(out["height"]),
-            "fps": float(FPS),
-            "duration_s": round(float(out["duration_s"]), 3),
-        }
-        return row
+        return out

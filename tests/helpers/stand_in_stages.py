@@ -34,7 +34,7 @@ class FillClipFiles(Stage):
                          "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", row["crop_path"])  # fmt: skip
         if not row.get("clip_wav_path"):
             row["clip_wav_path"] = str(work / f"{row['key']}.wav")
-            audio = media.read_audio(row["norm_path"], start, end)[: n * SAMPLES_PER_FRAME]
+            audio = media.read_audio(row["audio_path"], start, end)[: n * SAMPLES_PER_FRAME]
             media.write_wav(np.pad(audio, (0, n * SAMPLES_PER_FRAME - len(audio))), row["clip_wav_path"])
         if not row.get("track_path"):
             row["track_path"] = str(work / f"{row['key']}_track.npz")

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from pipeline.config import BuildConfig, NormalizeConfig
-from pipeline.media import ffmpeg, probe, read_audio, read_frames
+from pipeline.face_video import clip_frames, sampled_frames
+from pipeline.media import ffmpeg, iter_frames, probe, read_audio, read_frames
+from pipeline.norm_video import chain, first_frame_size, timeline_filter
 from pipeline.record import drop, seed_row
 from pipeline.stages.normalize import Normalize
 
@@ -29,6 +31,12 @@ def _row(path: Path, sid: str = "clip") -> dict:
     return row
 
 
+def _timeline(row: dict, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Every frame of the row's video as the later stages decode it (through norm_vf when set), RGB."""
+    w, h = size or (row["width"], row["height"])
+    return np.stack(list(iter_frames(row["norm_path"], vf=chain(row, f"scale={w}:{h}" if size else None), size=(w, h))))
+
+
 @pytest.mark.parametrize(
     "name,max_short_side,size",
     [
@@ -36,26 +44,51 @@ def _row(path: Path, sid: str = "clip") -> dict:
         ("latentsync_demo1_ru_10s.mp4", 720, (720, 1280)),  # portrait 1080x1920 HEVC: short side capped
     ],
 )
-def test_real_clip_becomes_25fps_cfr_h264_and_16k_mono(tmp_path, shared_media, name, max_short_side, size):
+@pytest.mark.parametrize("reencode", [False, True])
+def test_real_clip_becomes_25fps_cfr_and_16k_mono(tmp_path, shared_media, name, max_short_side, size, reencode):
     src = shared_media / "video_av" / name
-    cfg = BuildConfig(out=str(tmp_path), normalize=NormalizeConfig(max_short_side=max_short_side))
+    cfg = BuildConfig(out=str(tmp_path), normalize=NormalizeConfig(max_short_side=max_short_side, reencode=reencode))
     [row] = Normalize(cfg)(_row(src))
     assert row["status"] == "ok", row
-    assert Path(row["norm_path"]) == cfg.work_dir / "en" / row["video_key"] / "norm.mkv"
     assert (row["width"], row["height"]) == size and row["fps"] == 25.0
     src_dur = probe(src)["duration_s"]
     assert abs(row["duration_s"] - src_dur) <= 0.1
-    video, audio = _streams(row["norm_path"])
-    assert video["codec_name"] == "h264" and video["pix_fmt"] == "yuv420p"
-    assert video["r_frame_rate"] == "25/1" and video["avg_frame_rate"] == "25/1"
-    assert abs(int(video["nb_read_packets"]) - round(src_dur * 25)) <= 2  # constant 25 fps over the whole clip
-    assert audio["codec_name"] == "pcm_s16le" and audio["sample_rate"] == "16000" and audio["channels"] == 1
+    if reencode:
+        assert Path(row["norm_path"]) == cfg.work_dir / "en" / row["video_key"] / "norm.mkv" and "norm_vf" not in row
+        video, audio = _streams(row["norm_path"])
+        assert video["codec_name"] == "h264" and video["pix_fmt"] == "yuv420p"
+        assert video["r_frame_rate"] == "25/1" and video["avg_frame_rate"] == "25/1"
+        assert abs(int(video["nb_read_packets"]) - round(src_dur * 25)) <= 2  # constant 25 fps over the whole clip
+        assert audio["codec_name"] == "pcm_s16le" and audio["sample_rate"] == "16000" and audio["channels"] == 1
+    else:  # no video written: the stages decode the source through the timeline filter
+        assert row["norm_path"] == str(src) and row["norm_vf"].startswith("fps=25:start_time=0")
+        assert not (cfg.work_dir / "en" / row["video_key"] / "norm.mkv").exists()
+    frames = _timeline(row)
+    assert frames.shape[1:] == (size[1], size[0], 3)
+    assert abs(len(frames) - round(src_dur * 25)) <= 2  # constant 25 fps over the whole clip
     [wav] = _streams(row["audio_path"])
     assert wav["codec_name"] == "pcm_s16le" and wav["sample_rate"] == "16000" and wav["channels"] == 1
     a = read_audio(row["audio_path"])
     assert abs(len(a) / 16000 - src_dur) <= 0.1
     assert np.sqrt(np.mean(a**2)) > 0.01  # real speech, not silence
-    assert not list(Path(row["norm_path"]).parent.glob(".*"))  # no temp files left behind
+    assert not list(Path(row["audio_path"]).parent.glob(".*"))  # no temp files left behind
+
+
+def test_the_timeline_from_a_clip_start_is_the_timeline_from_zero(shared_media):
+    """A clip decoded from start_s (input seek + pre-roll) gets exactly the frames a decode from 0 gives there,
+    on a 30 fps, a variable-frame-rate and an HEVC portrait source: frame k of a clip is frame start_s*25 + k."""
+    for name in ("retalking_face4_en.mp4", "retalking_face1_en.mp4", "latentsync_demo1_ru_10s.mp4"):
+        src = shared_media / "video_av" / name
+        vf = timeline_filter(360)
+        size = first_frame_size(src, vf)
+        full = list(iter_frames(src, vf=vf, size=size))
+        for start in (2.0, 3.24):
+            got = list(clip_frames(src, start, start + 0.8, 20, vf, size))
+            k0 = round(start * 25)
+            assert all(np.array_equal(f, full[k0 + j]) for j, f in enumerate(got)), (name, start)
+            sampled = list(sampled_frames(src, start, 20, 5, 0, 25.0, vf, size))
+            assert [i for i, _, _ in sampled] == [0, 5, 10, 15, 19]
+            assert all(np.array_equal(f, full[k0 + i]) for i, f, _ in sampled), (name, start)
 
 
 @pytest.fixture(scope="session")
@@ -75,8 +108,10 @@ def broken_files(shared_media, media_cache) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("name", ["random", "truncated_moov_end", "truncated_moov_first", "empty"])
-def test_corrupt_inputs_drop_corrupt_video(tmp_path, broken_files, name):
-    [row] = Normalize(BuildConfig(out=str(tmp_path)))(_row(broken_files[name], name))
+@pytest.mark.parametrize("reencode", [False, True])
+def test_corrupt_inputs_drop_corrupt_video(tmp_path, broken_files, name, reencode):
+    cfg = BuildConfig(out=str(tmp_path), normalize=NormalizeConfig(reencode=reencode))
+    [row] = Normalize(cfg)(_row(broken_files[name], name))
     assert row["status"] == "dropped" and row["drop_reason"] == "corrupt_video", row
     assert row["drop_stage"] == "normalize" and "norm_path" not in row
     work = Path(tmp_path) / "work" / "en" / row["video_key"]
@@ -112,30 +147,37 @@ def _lag_s(x: np.ndarray, y: np.ndarray, sr: int = 16000) -> float:
     return (k if k < n else k - 2 * n) / sr
 
 
-def test_audio_starting_late_in_the_container_stays_aligned(tmp_path, talking_clip, media_cache):
+@pytest.mark.parametrize("reencode", [False, True])
+def test_audio_starting_late_in_the_container_stays_aligned(tmp_path, talking_clip, media_cache, reencode):
     """A source whose audio stream starts 0.4 s after its video: audio.wav must start with 0.4 s of padding."""
     delayed = media_cache / "talking_audio_delayed_0.4s.mp4"
     if not delayed.exists():
         ffmpeg("-i", str(talking_clip.path), "-itsoffset", "0.4", "-i", str(talking_clip.path),
                "-map", "0:v", "-map", "1:a", "-c", "copy", str(delayed), timeout=60)  # fmt: skip
-    [row] = Normalize(BuildConfig(out=str(tmp_path)))(_row(delayed, "delayed"))
+    cfg = BuildConfig(out=str(tmp_path), normalize=NormalizeConfig(reencode=reencode))
+    [row] = Normalize(cfg)(_row(delayed, "delayed"))
     assert row["status"] == "ok", row
     original = read_audio(talking_clip.path)
     assert _lag_s(read_audio(row["audio_path"]), original) == pytest.approx(0.4, abs=0.02)
-    assert _lag_s(read_audio(row["norm_path"]), original) == pytest.approx(0.4, abs=0.02)
+    if reencode:
+        assert _lag_s(read_audio(row["norm_path"]), original) == pytest.approx(0.4, abs=0.02)
+    frames = _timeline(row, (32, 32)).astype(np.float32)  # the video is not delayed with the audio
+    first = read_frames(talking_clip.path, 0.0, 0.4, size=(32, 32)).astype(np.float32)
+    assert np.abs(frames[: len(first)] - first).mean() < 2.0
 
 
 @pytest.mark.parametrize("name", ["liveportrait_d20_zh.mp4", "retalking_face5_en.mp4", "hdtf_WDA_AOC_en_8s.mp4"])
-def test_normalize_keeps_the_source_av_alignment_exactly(tmp_path, shared_media, name):
+@pytest.mark.parametrize("reencode", [False, True])
+def test_normalize_keeps_the_source_av_alignment_exactly(tmp_path, shared_media, name, reencode):
     """The three clips whose sync readings are 2-5 frames off (benchmarks/RESULTS_sync.md) carry mp4 edit lists
     (80 ms B-frame delay on the video, 1024/2112 samples of AAC priming on the audio). The normalised file must
     keep the source's alignment: frame i is the source's frame i and the audio is the source's audio, sample for
     sample, so any offset the sync stage reads is the source's, not ours."""
     src = shared_media / "video_av" / name
-    [row] = Normalize(BuildConfig(out=str(tmp_path)))(_row(src))
+    [row] = Normalize(BuildConfig(out=str(tmp_path), normalize=NormalizeConfig(reencode=reencode)))(_row(src))
     assert row["status"] == "ok", row
 
-    a, b = read_frames(src, size=(32, 32)).astype(np.float32), read_frames(row["norm_path"], size=(32, 32)).astype(np.float32)
+    a, b = read_frames(src, size=(32, 32)).astype(np.float32), _timeline(row, (32, 32)).astype(np.float32)
     assert len(a) == len(b)  # all three are 25 fps sources
     err = {s: float(np.mean([np.abs(a[i] - b[i + s]).mean() for i in range(3, len(a) - 3)])) for s in (-1, 0, 1)}
     assert err[0] < 0.5 * min(err[-1], err[1]), err

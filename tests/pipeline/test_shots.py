@@ -27,7 +27,8 @@ def concat_norm(concat_clip, tmp_path_factory):
 
 def test_cuts_of_real_concat_found_within_0_2s(concat_norm, concat_clip):
     cfg, row = concat_norm
-    scenes = detect_scenes(row["norm_path"], cfg.shots.threshold, round(cfg.shots.min_scene_s * 25))
+    scenes = detect_scenes(row["norm_path"], cfg.shots.threshold, round(cfg.shots.min_scene_s * 25),
+                           timeline_vf=row.get("norm_vf"), size=(row["width"], row["height"]))
     assert len(scenes) == len(concat_clip.cuts) + 1
     found = [a for a, _ in scenes[1:]]
     for cut, got in zip(concat_clip.cuts, found, strict=True):

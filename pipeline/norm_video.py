@@ -1,0 +1,55 @@
+"""The record's video timeline decoded straight from the source, instead of from a re-encoded norm.mkv.
+
+Why: re-encoding every source to H.264 cost ~5 bare decodes of CPU (x264 was 23 % of the pipeline,
+benchmarks/RESULTS_pipeline.md) for a file every later stage decoded again anyway. Normalize now records the
+filter chain (`norm_vf`) that puts the source on the record's timeline (frame k shown at k/FPS s from the file's
+start, the shorter side capped, square pixels, yuv420p) and every decoder applies it on the fly, so frame k of a
+clip read from start_s is frame start_s*FPS + k of the video. Rows without `norm_vf` (norm.mkv from
+`normalize.reencode`, test media already at 25 fps CFR) are decoded as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import media
+from .record import FPS
+
+
+def timeline_filter(max_short_side: int) -> str:
+    """ffmpeg filter chain from a source to the record's timeline (autorotation happens before it, so iw/ih are
+    the displayed size); -2 keeps the aspect with an even other side."""
+    m = max_short_side
+    scale = f"scale='if(lt(iw,ih),trunc(min(iw,{m})/2)*2,-2)':'if(lt(iw,ih),-2,trunc(min(ih,{m})/2)*2)'"
+    return f"fps={FPS}:start_time=0,{scale}:flags=bicubic,setsar=1,format=yuv420p"
+
+
+def chain(row: dict, vf: str | None = None) -> str | None:
+    """The row's timeline filter (if any) followed by `vf`."""
+    parts = [p for p in (row.get("norm_vf") or "", vf or "") if p]
+    return ",".join(parts) or None
+
+
+def first_frame_size(path: str | Path, vf: str, timeout: float = 120.0) -> tuple[int, int]:
+    """(w, h) of the first frame `vf` makes of the file's first real video stream: decodes one frame (PPM header).
+    Raises MediaError when no frame decodes."""
+    out = media.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:V:0",
+                     "-an", "-vf", vf, "-frames:v", "1", "-f", "image2pipe", "-c:v", "ppm", "-"], timeout=timeout)
+    head = out[:64].split()
+    if len(head) < 3 or head[0] != b"P6":
+        raise media.MediaError(f"{path}: no frame decodes")
+    return int(head[1]), int(head[2])
+
+
+# Frames of the timeline decoded before a clip's start and thrown away: an input seek to start_s discards source
+# frames before it, though the timeline's first frame is the source frame shown *at* start_s, often earlier.
+PREROLL_FRAMES = 5  # 0.2 s: enough for sources down to 5 fps
+
+
+def seek(timeline_vf: str | None, start_s: float) -> tuple[float, str | None]:
+    """(input seek s, filter chain) that decode the timeline from start_s exactly as a decode from 0 would."""
+    if not timeline_vf:
+        return start_s, None
+    k0 = round(start_s * FPS)
+    k = min(PREROLL_FRAMES, k0)
+    return (k0 - k) / FPS, f"{timeline_vf},trim=start_frame={k},setpts=PTS-STARTPTS"
