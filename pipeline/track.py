@@ -39,12 +39,26 @@ class Track:
     scores: list[float] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
     last_checked: int = -(10**9)
+    # identity of each link made since the last check, computed only if a check fails (IouTracker._split)
+    unchecked: list[Callable[[], np.ndarray | None]] = field(default_factory=list, repr=False)
 
     def add(self, frame: int, idx: int, box: np.ndarray, score: float = 1.0) -> None:
         self.frames.append(frame)
         self.det_idx.append(idx)
         self.boxes.append(np.asarray(box, np.float32))
         self.scores.append(float(score))
+
+    def cut(self, k: int) -> list[tuple[int, int, np.ndarray, float]]:
+        """Remove and return the links from position k on (frame, detection, box, score)."""
+        out = list(zip(self.frames[k:], self.det_idx[k:], self.boxes[k:], self.scores[k:], strict=True))
+        del self.frames[k:], self.det_idx[k:], self.boxes[k:], self.scores[k:]
+        return out
+
+    def absorb(self, links: list[tuple[int, int, np.ndarray, float]]) -> None:
+        """Add links from another track, keeping the lists in frame order."""
+        merged = sorted([*zip(self.frames, self.det_idx, self.boxes, self.scores, strict=True), *links], key=lambda x: x[0])
+        self.frames, self.det_idx = [m[0] for m in merged], [m[1] for m in merged]
+        self.boxes, self.scores = [m[2] for m in merged], [m[3] for m in merged]
 
     @property
     def identity(self) -> np.ndarray | None:
@@ -62,8 +76,12 @@ class IouTracker:
 
     Identity check: `embed(i)` gives detection i's identity (computed lazily: ~75 ms on CPU for dlib). A new track
     stores one; an IoU link is re-verified every `verify_every` frames (a different person in the same place,
-    e.g. a missed cut, ends the track), and a detection that overlaps nothing may re-join a track lost for a
-    few frames when the identity matches (fast head turns, a hand over the face).
+    e.g. a missed cut or a crossfade, ends the track), and a detection that overlaps nothing may re-join a track
+    lost for a few frames when the identity matches (fast head turns, a hand over the face). When a check fails,
+    the links made since the last passing one are bisected by identity (embedded only then: log2 of them), so
+    the other person's frames leave the track from the first sampled frame they appear, as a check on every
+    sampled frame would find, for a fraction of the embeddings. Missed: someone who takes the place and leaves
+    again between two checks.
     """
 
     def __init__(self, iou_link: float, max_missed: int, verify_every: int, same: Callable[[np.ndarray, np.ndarray], bool],
@@ -80,6 +98,7 @@ class IouTracker:
             self.active.remove(t)
             self.done.append(t)
         unmatched = set(range(len(boxes)))
+        orphans: dict[int, list] = {}  # detection -> links cut from a track whose check it failed
         free = list(self.active)
         if len(boxes) and free:
             m = iou(np.stack([t.boxes[-1] for t in free]), boxes)
@@ -87,32 +106,54 @@ class IouTracker:
                 if m[ti, di] < self.iou_link or di not in unmatched or free[ti] is None:
                     continue
                 t = free[ti]
-                if frame - t.last_checked >= self.verify_every and t.identity is not None:
+                if t.identity is None:
+                    t.add(frame, di, boxes[di], scores[di])
+                elif frame - t.last_checked >= self.verify_every:
                     e = embed(di)
                     if e is not None and not self.same(t.identity, e):
+                        orphans[di] = self._split(t)
                         continue  # same place, different person: leave both to the steps below
                     if e is not None:
                         t.embeddings.append(e)
-                    t.last_checked = frame
-                t.add(frame, di, boxes[di], scores[di])
+                    t.last_checked, t.unchecked = frame, []
+                    t.add(frame, di, boxes[di], scores[di])
+                else:
+                    t.add(frame, di, boxes[di], scores[di])
+                    t.unchecked.append(lambda di=di, embed=embed: embed(di))
                 unmatched.discard(di)
                 free[ti] = None
         lost = [t for t in free if t is not None and t.identity is not None]
         by_size = sorted(unmatched, key=lambda i: -box_area(boxes[i]))
         for rank, di in enumerate(by_size):
-            e = embed(di) if rank < self.max_embed_new else None
+            e = embed(di) if rank < self.max_embed_new or di in orphans else None
             match = next((t for t in lost if e is not None and self.same(t.identity, e)), None)
             if match is not None:
                 lost.remove(match)
                 match.add(frame, di, boxes[di], scores[di])
                 match.embeddings.append(e)
-                match.last_checked = frame
-                continue
-            t = Track(last_checked=frame if e is not None else -(10**9))
-            if e is not None:
-                t.embeddings.append(e)
-            t.add(frame, di, boxes[di], scores[di])
-            self.active.append(t)
+                match.last_checked, match.unchecked = frame, []
+            else:
+                match = Track(last_checked=frame if e is not None else -(10**9))
+                if e is not None:
+                    match.embeddings.append(e)
+                match.add(frame, di, boxes[di], scores[di])
+                self.active.append(match)
+            if orphans.get(di):
+                match.absorb(orphans[di])
+
+    def _split(self, t: Track) -> list[tuple[int, int, np.ndarray, float]]:
+        """Cut from t the unchecked links from the first one that is not t's person on (bisection: the person
+        changes once between two checks), and return them."""
+        lo, hi = 0, len(t.unchecked)  # the link after the last unchecked one (this frame's) is the other person
+        while lo < hi:
+            mid = (lo + hi) // 2
+            e = t.unchecked[mid]()
+            if e is None or self.same(t.identity, e):
+                lo = mid + 1
+            else:
+                hi = mid
+        n_unchecked, t.unchecked = len(t.unchecked), []
+        return t.cut(len(t.frames) - n_unchecked + lo)
 
     def tracks(self) -> list[Track]:
         return self.done + self.active

@@ -45,10 +45,11 @@ N_ID_FRAMES = 3  # frames per segment averaged into the clip identity embedding
 # two speakers side by side at 370 and 200 px (benchmarks/RESULTS.md) were kept with the old half-area rule
 SECOND_FACE_AREA = 0.25
 N_QUALITY_FRAMES = 12  # frames per segment whose native-resolution face quality is measured (face_quality.py)
-# re-check a track's identity on every sampled frame (dlib's ResNet costs ~75 ms a face on one core): with a check
-# every 2 s, a second person taking over the same place in the frame (a missed cut, a crossfade) stayed in the
-# first one's track for up to 2 s, so kept rows mixed two faces (benchmarks/RESULTS.md, curation accuracy)
-VERIFY_S = 0.2
+# a track's identity is checked once a second (dlib's ResNet costs ~75 ms a face on one core); a failed check
+# bisects the frames since the last one, so the swap is found at the first sampled frame of the other person, as
+# the former check on every sampled frame found it (a 2-s check without the bisection let a missed cut or a
+# crossfade mix two faces in a kept row: benchmarks/RESULTS.md, curation accuracy), at a fifth of the embeddings
+VERIFY_S = 1.0
 
 
 def timeline_of(row: Row) -> tuple[str | None, tuple[int, int] | None]:

@@ -273,6 +273,25 @@ def test_tracker_links_by_iou_and_ends_on_identity_swap():
     assert sorted(t.frames for t in tracks) == [[0, 5, 10], [15, 20]]
 
 
+def test_tracker_finds_the_swap_between_two_checks_by_bisection():
+    """Checks every 25 frames, detections every 5: the other person's first sampled frame (35) is still where
+    the track ends, as with a check on every frame, and only log2 of the unchecked links are embedded."""
+    from pipeline.track import IouTracker
+
+    alice, bob = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    calls: list[int] = []
+
+    def who(f: int):
+        calls.append(f)
+        return alice if f < 35 else bob
+
+    tr = IouTracker(0.5, max_missed=25, verify_every=25, same=_same)
+    for f in range(0, 80, 5):
+        tr.update(f, np.array([[100 + f, 100, 300 + f, 300]], np.float32), lambda j, f=f: who(f))
+    assert sorted(t.frames for t in tr.tracks()) == [list(range(0, 35, 5)), list(range(35, 80, 5))]
+    assert len(calls) <= 8, calls  # 16 detections: a check at 0, 25, 50 (fails), 75 and a bisection of 4 links
+
+
 def test_tracker_relinks_same_face_after_a_jump_and_expires_lost_tracks():
     from pipeline.track import IouTracker
 
