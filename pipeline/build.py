@@ -29,6 +29,7 @@ from pathlib import Path
 
 from . import faults
 from .config import LANGS, SAMPLE_MANIFESTS, BuildConfig, load_config, save_config
+from .ledger_parts import part_of
 from .manifest import load_manifests
 from .ray_connect import RAY_CONNECT_TIMEOUT_S, RayUnavailable, connect_ray  # noqa: F401
 from .record import STATUS_OK, STATUS_RETRY, Row
@@ -55,9 +56,10 @@ for _var, _val in (("RAY_USAGE_STATS_ENABLED", "0"), ("HF_HUB_OFFLINE", "1"), ("
 
 
 def group_by_video(rows: Iterable[Row]) -> list[list[Row]]:
-    groups: dict[str, list[Row]] = {}
+    """The units of work: rows of one video, or of one part of a fanned-out video (pipeline/ledger_parts.py)."""
+    groups: dict[tuple[str, int], list[Row]] = {}
     for row in rows:
-        groups.setdefault(row["video_key"], []).append(row)
+        groups.setdefault((row["video_key"], part_of(row)[0]), []).append(row)
     return list(groups.values())
 
 
@@ -175,6 +177,8 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
             )
         else:
             ds = ds.flat_map(_task_fn(stage_cls, cfg), num_cpus=1, **task_args)
+        if stage_cls is ShotSplit:  # fan-out: the parts of a long video leave in one block; one block per
+            ds = ds.repartition(target_num_rows_per_block=1)  # part (streaming) lets them run on any worker
     for item in ds.iter_rows():
         yield pickle.loads(item["video"])
 
@@ -258,13 +262,15 @@ def _run_stream(cfg: BuildConfig, todo: list[Row], use_ray: bool, stages: list[t
         start_ray(cfg, stages)  # before the stream: a cluster that cannot be reached is a refusal, not a retry
     stream = run_ray(cfg, videos, stages) if use_ray else run_local([cls(cfg) for cls in stages], videos)
     with tqdm(total=len(todo), desc="videos", unit="video", file=sys.stderr, disable=None) as bar:
-        last_log, n_done, n_ok, n_drop, seen = 0.0, 0, 0, 0, set()
+        last_log, n_done, n_ok, n_drop = 0.0, 0, 0, 0
+        seen: dict[str, set[int]] = {}  # video -> parts arrived
         try:
             for rows in stream:
                 vk = rows[0]["video_key"] if rows else ""
-                if vk in seen:
-                    log.warning("build: %s arrived twice; its ledger entry is written once per arrival", vk)
-                seen.add(vk)
+                part, n_parts = part_of(rows[0]) if rows else (0, 1)
+                if part in seen.setdefault(vk, set()):
+                    log.warning("build: %s part %d arrived twice; it is committed once per arrival", vk, part)
+                seen[vk].add(part)
                 waiting = next((r for r in rows if r.get("status") == STATUS_RETRY), None)
                 if waiting is not None:  # not ledgered: the next run redoes the whole video
                     log.warning("build: %s left for the next run (%s: %s)", vk, waiting.get("drop_stage") or "?",
@@ -272,9 +278,10 @@ def _run_stream(cfg: BuildConfig, todo: list[Row], use_ray: bool, stages: list[t
                     pending[vk] = {"stage": str(waiting.get("drop_stage", "")),
                                    "detail": str(waiting.get("drop_detail", ""))[:500]}  # fmt: skip
                 else:
-                    pending.pop(vk, None)
                     n_ok += sum(r.get("status") == STATUS_OK for r in rows)
                     n_drop += sum(r.get("status") != STATUS_OK for r in rows)
+                if len(seen[vk]) < n_parts:
+                    continue  # the video is counted when its last part is in
                 n_done += 1
                 bar.update(1)
                 bar.set_postfix(ok=n_ok, dropped=n_drop, later=len(pending))

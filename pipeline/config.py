@@ -58,6 +58,9 @@ class ShotsConfig:
     # compression pop); also the "different pictures" test of dissolves (pipeline/transitions.py)
     same_picture_ncc: float = 0.8
     dissolve_s: float = 1.0  # crossfades of about this length are cuts too (at their middle); 0 = off
+    # fan-out: a video's consecutive clips travel together up to this many seconds; a longer video becomes several
+    # units of work for the clip stages, committed as one video (pipeline/ledger_parts.py)
+    part_s: float = 120.0
 
 
 @dataclass

@@ -62,7 +62,7 @@ def sample_json(row: Row, manifests: str | Path) -> bytes:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a .tmp sibling + fsync + rename so a crash or a full disk never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two workers may write the same entry at once
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -115,7 +115,7 @@ def write_index(rows: list[Row], path: str | Path) -> Path:
             columns[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
     table = pa.table(columns) if rows else pa.table({k: pa.array([], type=pa.string()) for k in names})
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two workers may write the same entry at once
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, path)

@@ -53,6 +53,8 @@ ROW_KEYS: dict[str, dict[str, str]] = {
         "shot_index": 'one row per clip from here on: key = "<video_key>-s0003"', "start_s": "clip start on the timeline",
         "end_s": "clip end on the timeline",
         "n_clips": "clips of the video",
+        "part_index": "the part (unit of work) of the video the clip travels in (pipeline/ledger_parts.py)",
+        "part_count": "parts of the video (1 unless it is longer than shots.part_s)",
     },
     "faces": {
         "track_path": "per-frame track .npz (pipeline/track_io.py)", "crop_path": "square face crop .mp4",

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import faults
+from . import faults, ledger_parts
 from .index import (  # noqa: F401 - the sink's API: callers use sink.<name>
     INDEX_FIRST,
     done_videos,
@@ -72,6 +72,7 @@ def recover(out: str | Path) -> None:
     for tmp in leftovers:
         log.info("sink: removing leftover %s", tmp)
         tmp.unlink(missing_ok=True)
+    ledger_parts.clear_unfinished(out)
     for path in sorted((out / "ledger").glob("*.json")) if (out / "ledger").is_dir() else ():
         try:
             entry = json.loads(path.read_text())

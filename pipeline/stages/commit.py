@@ -3,7 +3,8 @@
 Runs where the video was processed (a Ray task on any node; `--out` is on storage every node reaches), so no
 media passes through the driver: after this stage a kept clip's members (`<key>_crop.mp4`, `<key>.wav`,
 `<key>_track.npz`) are final in the work dir and its row, identity embedding and video fingerprint are in
-`<out>/ledger/<video_key>.json`, written atomically. The finalize step (pipeline/finalize.py) packs the shards.
+`<out>/ledger/<video_key>.json`, written atomically (a long video fanned out by shot is committed part by part
+and the last part writes that entry: pipeline/ledger_parts.py). The finalize step (pipeline/finalize.py) packs the shards.
 Rows the soft gates dropped are committed with their members too, so `pipeline.select` can keep them later.
 A video with a `retry_later` row (a transient failure upstream) is never ledgered: the build lists it as pending
 and the next run redoes it; so does a transient failure here (a full disk while writing the entry, EIO reading a
@@ -20,6 +21,7 @@ import numpy as np
 from .. import faults, sink
 from ..fingerprint import encode, video_hashes
 from ..gates import origin
+from ..ledger_parts import commit_part, part_of
 from ..record import STATUS_RETRY, Row, drop, retry_later
 from ..track_io import read_track
 from .base import Stage
@@ -58,8 +60,8 @@ class Commit(Stage):
 
     def run_video(self, rows: list[Row]) -> list[Row]:
         """All rows of one source video (or several): per video, members checked, prints taken, one ledger entry."""
-        for vk in sorted({r["video_key"] for r in rows}):
-            mine = [r for r in rows if r["video_key"] == vk]
+        for vk, part in sorted({(r["video_key"], part_of(r)[0]) for r in rows}):
+            mine = [r for r in rows if r["video_key"] == vk and part_of(r)[0] == part]
             if any(r.get("status") == STATUS_RETRY for r in mine):
                 continue  # redone whole by the next run: nothing of it is committed now
             try:
@@ -87,4 +89,4 @@ class Commit(Stage):
             if problem:
                 log.warning("sink: %s: %s", row.get("key"), problem)
                 drop(row, "write_failed", self.name, problem)
-        sink.write_ledger(self.cfg.out, video_key, rows, found)
+        commit_part(self.cfg.out, video_key, rows, found)  # the video's ledger entry once all its parts are in

@@ -133,6 +133,18 @@ def plan_clips(
     return out
 
 
+def fan_out(seconds: list[float], part_s: float) -> list[int]:
+    """Part number per clip: consecutive clips together until the next would take the part past part_s seconds
+    (a part holds at least one clip; pipeline/ledger_parts.py)."""
+    out, part, total = [], 0, 0.0
+    for s in seconds:
+        if total > 0 and total + s > part_s:
+            part, total = part + 1, 0.0
+        out.append(part)
+        total += s
+    return out
+
+
 class ShotSplit(Stage):
     name = "shots"
     uses_model = False
@@ -154,6 +166,7 @@ class ShotSplit(Stage):
         if not clips:
             return drop(row, "no_shots", self.name, "no scenes after trimming")
         lang, out = row["lang_expected"], []
+        parts = fan_out([end - start for start, end, _ in clips], c.part_s)
         for i, (start, end, ok) in enumerate(clips):
             clip = dict(row)
             clip |= {
@@ -162,6 +175,8 @@ class ShotSplit(Stage):
                 "start_s": start,
                 "end_s": end,
                 "n_clips": len(clips),
+                "part_index": parts[i],
+                "part_count": parts[-1] + 1,
             }
             if not ok:
                 drop(clip, "too_short", self.name, f"{end - start:.2f} s after trimming (< {c.min_clip_s} s)")

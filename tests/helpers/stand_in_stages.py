@@ -44,3 +44,19 @@ class FillClipFiles(Stage):
                         detected=np.zeros(n, bool), id_embedding=np.eye(1, 128)[0], fps=np.float32(FPS),
                         crop_size=np.int32(self.crop))  # fmt: skip
         return row
+
+
+class NoteWorker(Stage):
+    """Notes which process handled each clip row (`<out>/workers.txt`: key, pid) and holds it for a second, so
+    units of work that Ray can run side by side do overlap: a test then sees whether they ran apart."""
+
+    name = "note_worker"
+
+    def process(self, row: Row) -> Row:
+        import os
+        import time
+
+        with open(os.path.join(self.cfg.out, "workers.txt"), "a") as f:  # one short O_APPEND write: atomic
+            f.write(f"{row['key']} {os.getpid()}\n")
+        time.sleep(1.0)
+        return row
