@@ -84,6 +84,23 @@ class _RayStage:
         return [{"video": pickle.dumps(g)} for g in group_by_video(out)]
 
 
+class _RayBatchStage(_RayStage):
+    """Adapter: a Ray Data map_batches callable over several units of work at once, so a stage that batches its
+    model (language ID) fills its batches with the clips of many videos."""
+
+    def __call__(self, batch: dict) -> dict:
+        groups = [pickle.loads(bytes(b)) for b in batch["video"]]
+        return {"video": [pickle.dumps(g) for g in group_by_video(apply_across(self.stage, groups))]}
+
+
+def apply_across(stage: Stage, groups: list[list[Row]]) -> list[Row]:
+    """stage.apply over the rows of several units in one call; a unit with a retry_later row passes untouched
+    (as Stage.apply leaves it), the others' rows are batched together."""
+    waiting = [g for g in groups if any(r.get("status") == STATUS_RETRY for r in g)]
+    rows = [r for g in groups if not any(r.get("status") == STATUS_RETRY for r in g) for r in g]
+    return [r for g in waiting for r in g] + (stage.apply(rows) if rows else [])
+
+
 _TASK_STAGES: dict[tuple[str, str], Stage] = {}
 
 
@@ -166,7 +183,17 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
     resources = ray.cluster_resources()
     n_model = sum(1 for cls in stages if cls.uses_model)
     for stage_cls in stages:
-        if stage_cls.uses_model:
+        if stage_cls.uses_model and stage_cls.units_per_call(cfg) > 0:
+            ds = ds.map_batches(
+                _RayBatchStage,
+                batch_size=stage_cls.units_per_call(cfg),
+                fn_constructor_args=(stage_cls, cfg),
+                compute=actor_pool(cfg, n_model, resources),
+                num_gpus=cfg.num_gpus or None,
+                num_cpus=1,
+                **actor_args,
+            )
+        elif stage_cls.uses_model:
             ds = ds.flat_map(
                 _RayStage,
                 fn_constructor_args=(stage_cls, cfg),

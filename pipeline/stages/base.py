@@ -31,6 +31,12 @@ class Stage:
     # also process rows a soft gate dropped (pipeline/gates.py), so `pipeline.select` can re-keep them
     scores_soft_drops: bool = False
 
+    @staticmethod
+    def units_per_call(cfg: BuildConfig) -> int:
+        """Units of work (videos, parts) the Ray graph hands this stage per call; 0 = one at a time. A stage that
+        batches a model across clips says more, so its batches fill across videos (pipeline/build.py)."""
+        return 0
+
     def __init__(self, cfg: BuildConfig):
         self.cfg = cfg
 

@@ -7,8 +7,9 @@ Per clip, from `audio_path` between start_s and end_s:
   n_speakers, speaker_check    pyannote diarization when a local checkpoint exists (>1 -> "multi_speaker");
                 otherwise -1 and "not_run": the check did not happen, and the row says so
   transcript    only with --transcribe, for kept clips
-Language ID is batched over the clips of a video (one encoder pass); in the Ray graph this stage runs as an
-actor pool, one Whisper model per actor, on a GPU when the actor has one.
+Language ID is batched over clips (one encoder pass per `batch_size` clips); in the Ray graph this stage runs as
+an actor pool, one Whisper model per actor, on a GPU when the actor has one, and each call gets the clips of up
+to `batch_size` videos (Ray Data map_batches), so one-clip videos still fill a batch.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class _Clip:
 class LanguageTagger(Stage):
     name = "language"
     uses_model = True
+
+    @staticmethod
+    def units_per_call(cfg: BuildConfig) -> int:
+        return max(1, int(cfg.language.batch_size))  # short videos of one clip each still fill a Whisper batch
 
     def __init__(self, cfg: BuildConfig, whisper: WhisperBackend | None = None, vad=None, diarizer=_NO_MODEL):
         """Models load here, once per actor; tests may inject fakes (diarizer=None means 'no checkpoint')."""

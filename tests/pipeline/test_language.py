@@ -6,6 +6,7 @@ The model loads once per module; clips are <= 10 s, cut with ffmpeg into the ses
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -225,3 +226,28 @@ def test_rows_from_normalize_and_shots(tagger, ingested_talking):
         assert r["status"] == "ok" and r["lang"] == "en" and r["lang_prob"] >= 0.7, r
         assert r["speech_ratio"] > 0.5 and r["speaker_check"] == "not_run" and r["n_speakers"] == -1
         assert isinstance(json.loads(r["lang_top3"]), list) and r["transcript"] == ""
+
+
+def test_ray_calls_batch_whisper_across_videos(models_dir, speech_rows):
+    """In the Ray graph the language stage gets several units of work per call (map_batches): the clips of four
+    one-clip videos go through Whisper in one batched pass, with the same result as video by video, and a video
+    with a retry_later row passes untouched."""
+    from pipeline.build import _RayBatchStage, group_by_video
+    from pipeline.record import retry_later
+
+    adapter = _RayBatchStage(LanguageTagger, BuildConfig(models_dir=str(models_dir)))
+    whisper, calls = adapter.stage.whisper, []
+    detect = whisper.detect
+    whisper.detect = lambda clips: calls.append(len(clips)) or detect(clips)
+    videos = [[dict(r)] for r in speech_rows[:4]]
+    waiting = [retry_later(dict(speech_rows[4]), "faces", "disk full")]
+    out = adapter({"video": np.array([pickle.dumps(v) for v in [*videos, waiting]], dtype=object)})
+    groups = [pickle.loads(b) for b in out["video"]]
+    assert calls == [4]  # one pass for the four videos
+    by_key = {g[0]["key"]: g for g in groups}
+    assert by_key[waiting[0]["key"]] == waiting
+    one_by_one = {r["key"]: r for v in videos for r in adapter.stage.run_video([dict(x) for x in v])}
+    for key, r in one_by_one.items():
+        assert (by_key[key][0]["lang"], by_key[key][0]["status"]) == (r["lang"], r["status"])
+        assert by_key[key][0]["lang_prob"] == pytest.approx(r["lang_prob"], abs=0.02)
+    assert len(group_by_video(r for g in groups for r in g)) == 5
