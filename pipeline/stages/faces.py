@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .. import face_quality
@@ -38,6 +39,7 @@ from ..track import (
 )
 from ..track_io import write_track
 from .base import Stage
+from .quality import crop_measures
 
 log = logging.getLogger(__name__)
 N_ID_FRAMES = 3  # frames per segment averaged into the clip identity embedding
@@ -219,6 +221,7 @@ class SegmentRenderer:
         self.det_score = np.interp(np.arange(self.a, self.b), track.frames, track.scores).astype(np.float32)
         self.q_frames = set(np.linspace(self.a, self.b - 1, min(N_QUALITY_FRAMES, n)).round().astype(int).tolist())
         self.quality: list[tuple[float, float, float]] = []
+        self.q_crops: list[np.ndarray] = []  # grey crops at q_frames: the quality stage's sharpness / brightness
         self.crop_path = work / f"{row['key']}_crop.mp4"
         self.track_path = work / f"{row['key']}_track.npz"
         self.writer: CropWriter | None = None  # opened at the window's first frame: a long take has many windows
@@ -239,7 +242,10 @@ class SegmentRenderer:
             self.quality.append(face_quality.measure(frame, lm))
         if self.writer is None:
             self.writer = CropWriter(self.crop_path, self.size, self.fps)
-        self.writer.write(crop_frame(frame, self.windows[k], self.size))
+        crop = crop_frame(frame, self.windows[k], self.size)
+        if i in self.q_frames:  # the crop's own measures too, from the frame in hand rather than a decode later
+            self.q_crops.append(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
+        self.writer.write(crop)
         if i == self.b - 1:
             self.writer.close()  # frees the encoder while later windows of the take are still being read
 
@@ -260,11 +266,13 @@ class SegmentRenderer:
             q = np.median(np.asarray(self.quality), axis=0)
             r["face_detail_px"], r["face_blockiness"], r["face_native_px"] = (round(float(v), 3) for v in q)
         side = (self.windows[:, 2] - self.windows[:, 0])[:, None, None]
+        lm_crop = ((self.lm - self.windows[:, None, :2]) * (self.size / side)).astype(np.float32)
+        r |= crop_measures(self.q_crops, lm_crop)
         ident = np.mean(self.embs, axis=0)
         write_track(
             self.track_path,
             boxes=self.boxes, crop_boxes=self.windows, landmarks=self.lm,
-            landmarks_crop=((self.lm - self.windows[:, None, :2]) * (self.size / side)).astype(np.float32),
+            landmarks_crop=lm_crop,
             pose=self.pose, mouth_open=self.mouth, det_score=self.det_score, detected=self.detected,
             id_embedding=(ident / max(float(np.linalg.norm(ident)), 1e-8)).astype(np.float32),
             fps=np.float32(self.fps), crop_size=np.int32(self.size),

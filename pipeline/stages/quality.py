@@ -5,7 +5,8 @@ Blur is judged on the face at its native resolution, measured by the faces stage
 the 512² crop of a 250-300 px face is upscaled and has lost the detail a focus measure sums. Rows without those
 measures fall back to the variance of the Laplacian on the crop (`sharpness`, always recorded). Mean luma catches
 under-exposed footage. Crop measures are the median over up to `SAMPLES` evenly spaced frames (one motion-blurred
-frame drops nothing).
+frame drops nothing), taken by the faces stage on the crop frames it writes (`crop_measures`); rows without them
+(made elsewhere) have the crop decoded here.
 This is the pipeline's one pose gate: the largest |yaw| / |pitch| over every frame of the track, because a
 profile view in part of a clip is what the mean hides. A soft gate after the expensive stages, so a changed
 limit can be re-decided from the stored scores.
@@ -45,23 +46,36 @@ def frame_quality(gray: np.ndarray) -> tuple[float, float]:
     return float(cv2.Laplacian(g, cv2.CV_32F, ksize=1).var()), float(g.mean())
 
 
-def measure(crop_path: str, track_path: str | None = None) -> dict[str, float]:
-    """sharpness, brightness, yaw_abs_max, pitch_abs_max for one crop (+ track)."""
+def crop_measures(grey_crops: list[np.ndarray], landmarks_crop: np.ndarray | None) -> dict[str, float]:
+    """sharpness, brightness: medians over grey crop frames, in the face box (the faces stage calls this on the
+    crops it writes, so this stage need not decode them again)."""
+    if not grey_crops:
+        return {}
+    x0, y0, x1, y1 = face_box(grey_crops[0].shape[1], landmarks_crop)
+    vals = np.array([frame_quality(g[y0:y1, x0:x1]) for g in grey_crops])
+    return {"sharpness": float(np.median(vals[:, 0])), "brightness": float(np.median(vals[:, 1]))}
+
+
+def measure(crop_path: str, track_path: str | None = None, known: dict | None = None) -> dict[str, float]:
+    """sharpness, brightness, yaw_abs_max, pitch_abs_max for one crop (+ track); sharpness and brightness are
+    decoded from the crop only when `known` (the row) lacks them."""
     import cv2
 
-    info = media.probe(crop_path)
-    n_est = max(int(round(info["duration_s"] * FPS)), 1)
-    frames = media.read_frames(crop_path, fps=min(float(FPS), FPS * SAMPLES / n_est) if n_est > SAMPLES else None)
-    if len(frames) == 0:
-        raise media.MediaError(f"{crop_path}: no frames")
-    frames = frames[np.linspace(0, len(frames) - 1, min(SAMPLES, len(frames))).astype(int)]
     lms, pose = None, None
     if track_path and Path(track_path).is_file():
         track = read_track(track_path)
         lms, pose = track["landmarks_crop"], track["pose"]
-    x0, y0, x1, y1 = face_box(frames.shape[1], lms)
-    vals = np.array([frame_quality(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[y0:y1, x0:x1]) for f in frames])
-    out = {"sharpness": float(np.median(vals[:, 0])), "brightness": float(np.median(vals[:, 1]))}
+    known = known or {}
+    if known.get("sharpness") is not None and known.get("brightness") is not None:
+        out = {"sharpness": float(known["sharpness"]), "brightness": float(known["brightness"])}
+    else:
+        info = media.probe(crop_path)
+        n_est = max(int(round(info["duration_s"] * FPS)), 1)
+        frames = media.read_frames(crop_path, fps=min(float(FPS), FPS * SAMPLES / n_est) if n_est > SAMPLES else None)
+        if len(frames) == 0:
+            raise media.MediaError(f"{crop_path}: no frames")
+        frames = frames[np.linspace(0, len(frames) - 1, min(SAMPLES, len(frames))).astype(int)]
+        out = crop_measures([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames], lms)
     if pose is not None and len(pose):
         p = np.abs(np.asarray(pose, np.float32))
         out |= {"yaw_abs_max": float(np.nanmax(p[:, 0])), "pitch_abs_max": float(np.nanmax(p[:, 1]))}
@@ -79,6 +93,6 @@ class QualityFilter(Stage):
     scores_soft_drops = True
 
     def process(self, row: Row) -> Row | list[Row]:
-        row |= measure(row["crop_path"], row.get("track_path"))
+        row |= measure(row["crop_path"], row.get("track_path"), row)
         gate = first_failing(row, self.cfg, self.name) if is_ok(row) else None
         return drop(row, gate.reason, self.name, gate.detail(row, self.cfg)) if gate else row
