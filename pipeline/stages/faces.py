@@ -188,16 +188,35 @@ class FaceTrack(Stage):
     def render(self, row: Row, todo: list[tuple[Row, tuple[Track, int, int]]], start: float, n: int, fps: float):
         work = self.video_dir(row)
         renderers = [SegmentRenderer(self, r, seg, work, fps) for r, seg in todo]
+        vf, size = timeline_of(row)
+        region = (0, 0)
+        if size is not None:  # decode only the part of the frame the crops come from (no RGB for the rest)
+            for rd in renderers:
+                rd.set_frame_size(size)
+            x0, y0, x1, y1 = crop_region([rd.windows for rd in renderers], size)
+            if (x1 - x0) * (y1 - y0) < 0.8 * size[0] * size[1]:
+                vf, region, size = f"{vf},crop={x1 - x0}:{y1 - y0}:{x0}:{y0}", (x0, y0), (x1 - x0, y1 - y0)
         try:
-            for i, frame in enumerate(clip_frames(row["norm_path"], start, start + n / fps, n, *timeline_of(row))):
+            for i, frame in enumerate(clip_frames(row["norm_path"], start, start + n / fps, n, vf, size)):
                 for rd in renderers:
-                    rd.feed(i, frame)
+                    rd.feed(i, frame, region)
         except BaseException:
             for rd in renderers:
                 rd.abort()
             raise
         for rd in renderers:
             rd.finish()
+
+
+def crop_region(windows: list[np.ndarray], frame_wh: tuple[int, int], grid: int = 16) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the union of every crop window, widened to a multiple of `grid` px (integer offsets keep
+    landmarks and warps exact; the 8-px block grid that face_quality measures keeps its phase), in the frame."""
+    w, h = frame_wh
+    lo = np.min([win[:, :2].min(axis=0) for win in windows], axis=0)
+    hi = np.max([win[:, 2:].max(axis=0) for win in windows], axis=0)
+    x0, y0 = (int(np.floor(v / grid) * grid) for v in np.maximum(lo - 1, 0))
+    x1, y1 = int(min(np.ceil((hi[0] + 1) / grid) * grid, w)), int(min(np.ceil((hi[1] + 1) / grid) * grid, h))
+    return x0, y0, x1 - (x1 - x0) % 2, y1 - (y1 - y0) % 2
 
 
 class SegmentRenderer:
@@ -210,6 +229,7 @@ class SegmentRenderer:
         boxes, self.detected = interpolate(track.frames, track.boxes, self.a, self.b)
         self.boxes = smooth(boxes, stage.fc.smooth_window)
         self.windows: np.ndarray | None = None
+        self.frame_wh: tuple[int, int] = (0, 0)
         self.lm = np.zeros((n, 68, 2), np.float32)
         self.pose = np.zeros((n, 3), np.float32)
         self.mouth = np.zeros((n,), np.float32)
@@ -226,23 +246,29 @@ class SegmentRenderer:
         self.track_path = work / f"{row['key']}_track.npz"
         self.writer: CropWriter | None = None  # opened at the window's first frame: a long take has many windows
 
-    def feed(self, i: int, frame: np.ndarray) -> None:
+    def set_frame_size(self, wh: tuple[int, int]) -> None:
+        """The timeline's frame size: fixes the crop windows (before the first frame when the size is known)."""
+        self.frame_wh = wh
+        self.windows = crop_windows(self.boxes, self.stage.fc.crop_padding, wh, side_window=int(self.fps))
+
+    def feed(self, i: int, frame: np.ndarray, origin: tuple[int, int] = (0, 0)) -> None:
+        """Frame i of the clip, or the part of it from `origin` (x, y) on (crop_region); results are in frame px."""
         if not self.a <= i < self.b:
             return
-        k, h, w = i - self.a, frame.shape[0], frame.shape[1]
         if self.windows is None:
-            self.windows = crop_windows(self.boxes, self.stage.fc.crop_padding, (w, h), side_window=int(self.fps))
+            self.set_frame_size((frame.shape[1], frame.shape[0]))
+        k, off = i - self.a, np.array(origin, np.float32)
         models = self.stage.models
-        lm = self.lm[k] = models.landmarker.landmarks(frame, self.boxes[k])
-        self.pose[k] = head_pose(lm, (w, h))
+        lm = self.lm[k] = models.landmarker.landmarks(frame, self.boxes[k] - np.tile(off, 2)) + off
+        self.pose[k] = head_pose(lm, self.frame_wh)
         self.mouth[k] = mouth_open(lm)
         if i in self.id_frames:
-            self.embs.append(models.embedder.embed(frame, lm))
+            self.embs.append(models.embedder.embed(frame, lm - off))
         if i in self.q_frames:  # before any resize: the quality gates measure the face, not the upscaled crop
-            self.quality.append(face_quality.measure(frame, lm))
+            self.quality.append(face_quality.measure(frame, lm - off))
         if self.writer is None:
             self.writer = CropWriter(self.crop_path, self.size, self.fps)
-        crop = crop_frame(frame, self.windows[k], self.size)
+        crop = crop_frame(frame, self.windows[k] - np.tile(off, 2), self.size)
         if i in self.q_frames:  # the crop's own measures too, from the frame in hand rather than a decode later
             self.q_crops.append(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
         self.writer.write(crop)
