@@ -86,9 +86,18 @@ class _FakeDataset:
 
     def __init__(self) -> None:
         self.calls: list[tuple[object, dict]] = []
+        self.repartitioned: list[tuple[int, dict]] = []
 
     def flat_map(self, fn, **kwargs):
         self.calls.append((fn, kwargs))
+        return self
+
+    def map_batches(self, fn, **kwargs):
+        self.calls.append((fn, kwargs))
+        return self
+
+    def repartition(self, **kwargs):
+        self.repartitioned.append((len(self.calls), kwargs))
         return self
 
     def iter_rows(self):
@@ -107,7 +116,10 @@ def test_model_stages_are_gpu_actor_pools_and_cpu_stages_tasks(monkeypatch):
     assert len(fake.calls) == len(build.STAGES)
     for cls, (fn, kw) in zip(build.STAGES, fake.calls, strict=True):
         if cls.uses_model:  # an actor pool: a callable class built once per actor, on a quarter of a GPU
-            assert fn is build._RayStage and kw["fn_constructor_args"][0] is cls
+            batched = cls.units_per_call(cfg) > 0  # Whisper: map_batches over many videos' units of work
+            assert fn is (build._RayBatchStage if batched else build._RayStage), cls.__name__
+            assert kw["fn_constructor_args"][0] is cls
+            assert not batched or kw["batch_size"] == cls.units_per_call(cfg)
             pool = kw["compute"]  # ActorPoolStrategy, not the deprecated concurrency=
             assert (pool.min_size, pool.max_size, kw["num_gpus"], kw["num_cpus"]) == (3, 3, 0.25, 1), cls.__name__
             assert "concurrency" not in kw
@@ -116,6 +128,9 @@ def test_model_stages_are_gpu_actor_pools_and_cpu_stages_tasks(monkeypatch):
             assert not isinstance(fn, type) and kw["num_cpus"] == 1 and "num_gpus" not in kw, cls.__name__
             assert kw["max_retries"] == 3 and "ray_remote_args_fn" not in kw
     assert {cls.uses_model for cls in build.STAGES} == {True, False}
+    # fan-out: one streaming repartition to a row per block, right after ShotSplit
+    assert fake.repartitioned == [(build.STAGES.index(build.ShotSplit) + 1, {"target_num_rows_per_block": 1})]
+    assert any(cls.units_per_call(cfg) > 0 for cls in build.STAGES)
 
     fake.calls.clear()
     list(build.run_ray(BuildConfig(), [[{"video_key": "en-x"}]]))  # CPU only: no GPU request at all
