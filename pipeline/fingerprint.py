@@ -8,12 +8,14 @@ audio  16 bits per video frame (40 ms) from the clip's audio: the signs of the b
 
 Why both: talking heads filmed in the same studio give near-identical crops from different footage, so the video
 hash finds candidates and aligns them, and the audio (different words) tells two recordings apart. Fingerprints are
-computed once per kept clip (the `Commit` stage) and stored in the ledger; `dedup.py` compares them.
+computed once per kept clip (the faces stage hashes the crop frames it encodes, `sidecar`; the `Commit` stage
+reads them, or decodes the crop when they are missing) and stored in the ledger; `dedup.py` compares them.
 """
 
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import numpy as np
 
@@ -37,11 +39,53 @@ def phash(gray32: np.ndarray) -> np.uint64:
     return np.uint64(int("".join("1" if b else "0" for b in bits), 2))
 
 
-def video_hashes(path: str, fps: float = VIDEO_FPS) -> np.ndarray:
-    """pHash per sampled frame of a video file: (N,) uint64."""
-    frames = media.read_frames(path, size=(HASH_SIDE, HASH_SIDE), fps=fps)
-    gray = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return np.array([phash(g) for g in gray], dtype=np.uint64)
+def thumb_phash(rgb32: np.ndarray) -> np.uint64:
+    """pHash of one 32x32 RGB thumbnail."""
+    return phash(np.asarray(rgb32, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+
+
+def frame_phash(rgb: np.ndarray) -> np.uint64:
+    """pHash of one RGB frame of any size, area-averaged to 32x32."""
+    import cv2
+
+    return thumb_phash(cv2.resize(rgb, (HASH_SIDE, HASH_SIDE), interpolation=cv2.INTER_AREA))
+
+
+def hash_step(fps: float) -> int:
+    """Every how many frames of a `fps` video one is hashed (frames 0, step, 2 step, ...: `VIDEO_FPS` a second)."""
+    return max(1, round(fps / VIDEO_FPS))
+
+
+def sidecar(crop_path: str | Path) -> Path:
+    """Where the faces stage leaves the hashes of the crop it wrote (taken from its frames before the encode)."""
+    return Path(crop_path).with_suffix(".vhash.npy")
+
+
+def video_hashes(path: str | Path, fps: float = VIDEO_FPS) -> np.ndarray:
+    """pHash per sampled frame of a video file: (N,) uint64 (a decode of the whole file).
+
+    The frames are thumbnailed by `frame_phash`, as the faces stage does with the crop frames it encodes: the
+    two readings of one crop then differ by the codec alone (<= 0.4 of 64 bits on the test clips; ffmpeg's own
+    scaler instead of OpenCV's moved 2-6 bits)."""
+    info = media.probe(path)
+    if not info["has_video"]:
+        raise media.MediaError(f"{path}: no video stream")
+    step = max(1, round(float(info.get("fps") or 25.0) / fps))  # frames 0, step, ...: the ones faces hashes
+    frames = media.iter_frames(path, vf=f"select=not(mod(n\\,{step}))", size=(info["width"], info["height"]))
+    return np.array([frame_phash(f) for f in frames], dtype=np.uint64)
+
+
+def crop_hashes(crop_path: str | Path) -> np.ndarray:
+    """The crop's hashes: the faces stage's sidecar when it is there (no decode), else `video_hashes` of the file."""
+    side = sidecar(crop_path)
+    if side.is_file():
+        try:
+            h = np.load(side, allow_pickle=False)
+            if h.dtype == np.uint64 and h.ndim == 1 and len(h):
+                return h
+        except (OSError, ValueError):
+            pass  # unreadable sidecar: decode the crop instead
+    return video_hashes(crop_path)
 
 
 def _mel_edges(n_fft: int, sr: int, lo: float = 300.0, hi: float = 4000.0, n: int = N_BANDS) -> np.ndarray:

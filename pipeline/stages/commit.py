@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import faults, sink
-from ..fingerprint import encode, video_hashes
+from ..fingerprint import crop_hashes, encode
 from ..gates import origin
 from ..ledger_parts import commit_part, part_of
 from ..record import STATUS_RETRY, Row, drop, retry_later
@@ -45,9 +45,11 @@ def member_problem(row: Row) -> str:
 
 
 def prints(row: Row) -> dict[str, str]:
-    """The clip's identity embedding (float16) and video fingerprint (uint64 pHash per sample), base64."""
+    """The clip's identity embedding (float16) and video fingerprint (uint64 pHash per sample), base64.
+
+    The hashes are the faces stage's (taken from the crop frames it encoded); a crop without them is decoded."""
     emb = np.asarray(read_track(row["track_path"])["id_embedding"], np.float32).reshape(-1)
-    out = {"video": encode(video_hashes(row["crop_path"]))}
+    out = {"video": encode(crop_hashes(row["crop_path"]))}
     if np.isfinite(emb).all() and np.linalg.norm(emb) > 0:
         out["identity"] = encode(emb.astype(np.float16))
     return out

@@ -20,6 +20,7 @@ import numpy as np
 from .. import face_quality
 from ..config import BuildConfig
 from ..face_video import CropWriter, clip_frames, sampled_frames
+from ..fingerprint import frame_phash, hash_step, sidecar
 from ..gates import BY_NAME
 from ..media import MediaError
 from ..models.face_detectors import Detections
@@ -242,6 +243,8 @@ class SegmentRenderer:
         self.q_frames = set(np.linspace(self.a, self.b - 1, min(N_QUALITY_FRAMES, n)).round().astype(int).tolist())
         self.quality: list[tuple[float, float, float]] = []
         self.q_crops: list[np.ndarray] = []  # grey crops at q_frames: the quality stage's sharpness / brightness
+        self.hash_step = hash_step(fps)
+        self.hashes: list[np.uint64] = []  # the video fingerprint of the crop (Commit reads it: no decode there)
         self.crop_path = work / f"{row['key']}_crop.mp4"
         self.track_path = work / f"{row['key']}_track.npz"
         self.writer: CropWriter | None = None  # opened at the window's first frame: a long take has many windows
@@ -271,6 +274,8 @@ class SegmentRenderer:
         crop = crop_frame(frame, self.windows[k] - np.tile(off, 2), self.size)
         if i in self.q_frames:  # the crop's own measures too, from the frame in hand rather than a decode later
             self.q_crops.append(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
+        if k % self.hash_step == 0:
+            self.hashes.append(frame_phash(crop))
         self.writer.write(crop)
         if i == self.b - 1:
             self.writer.close()  # frees the encoder while later windows of the take are still being read
@@ -280,6 +285,7 @@ class SegmentRenderer:
             self.writer.proc.kill()
             self.writer.proc.wait()
         self.crop_path.unlink(missing_ok=True)
+        sidecar(self.crop_path).unlink(missing_ok=True)
 
     def finish(self) -> None:
         if self.writer is not None and self.writer.proc.returncode is None:
@@ -287,6 +293,7 @@ class SegmentRenderer:
         n, r = self.b - self.a, self.row
         if self.writer is None or self.writer.n != n or self.windows is None:
             self.crop_path.unlink(missing_ok=True)
+            sidecar(self.crop_path).unlink(missing_ok=True)
             raise MediaError(f"{r['key']}: wrote {0 if self.writer is None else self.writer.n} of {n} crop frames")
         if self.quality:
             q = np.median(np.asarray(self.quality), axis=0)
@@ -303,4 +310,5 @@ class SegmentRenderer:
             id_embedding=(ident / max(float(np.linalg.norm(ident)), 1e-8)).astype(np.float32),
             fps=np.float32(self.fps), crop_size=np.int32(self.size),
         )  # fmt: skip
+        np.save(sidecar(self.crop_path), np.asarray(self.hashes, np.uint64))
         r["crop_path"], r["track_path"] = str(self.crop_path), str(self.track_path)

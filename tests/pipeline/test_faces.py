@@ -365,3 +365,24 @@ def test_crop_measures_taken_in_pass_two_match_a_decode_of_the_crop(kept, name):
     # the encode only removes detail: measured 1.13x (portrait) and 1.21x (AOC) the decoded crop's sharpness
     assert 0.95 * decoded["sharpness"] <= row["sharpness"] <= 1.6 * decoded["sharpness"]
     assert measure(row["crop_path"], row["track_path"], row)["sharpness"] == row["sharpness"]  # no decode then
+
+
+@pytest.mark.parametrize("name", ["aoc", "portrait"])
+def test_crop_fingerprint_taken_in_pass_two_matches_a_decode_of_the_crop(kept, name, tmp_path):
+    """The video fingerprint comes from the crop frames pass 2 encodes (Commit decodes nothing): it matches the
+    hashes of a decode of the written crop within a few of 64 bits (dedup allows 12; other footage differs by
+    ~32), and a crop without the sidecar is decoded instead."""
+    import shutil
+
+    from pipeline.fingerprint import crop_hashes, popcount, sidecar, video_hashes
+
+    crop = Path(kept[name]["crop_path"])
+    side = np.load(sidecar(crop))
+    decoded = video_hashes(crop)
+    assert side.dtype == np.uint64 and len(side) == len(decoded) == 15  # 3 s at 5 a second
+    assert float(popcount(side ^ decoded).mean()) <= 3.0  # measured 0.0 and 0.4 (the CRF-18 encode alone)
+    assert np.array_equal(crop_hashes(crop), side)
+    bare = shutil.copy(crop, tmp_path / "bare_crop.mp4")  # no sidecar beside it
+    assert np.array_equal(crop_hashes(bare), decoded)
+    other = video_hashes(kept["portrait" if name == "aoc" else "aoc"]["crop_path"])
+    assert float(popcount(side ^ other).mean()) >= 16.0  # another person's crop: measured ~29

@@ -8,7 +8,15 @@ from pipeline import sink
 from pipeline.index import done_videos, read_ledger
 from pipeline.ledger_parts import PARTS_DIR, commit_part
 from pipeline.stages.shots import fan_out
-from tests.reliability.runner import STAND_IN, assert_same_result, build, fast_config, index_rows, manifest, reference
+from tests.reliability.runner import (
+    STAND_IN,
+    assert_same_result,
+    build,
+    fast_config,
+    index_rows,
+    manifest,
+    reference,
+)
 
 
 def test_fan_out_groups_consecutive_clips_up_to_part_s():
