@@ -39,21 +39,17 @@ def phash(gray32: np.ndarray) -> np.uint64:
     return np.uint64(int("".join("1" if b else "0" for b in bits), 2))
 
 
-def thumb_phash(rgb32: np.ndarray) -> np.uint64:
-    """pHash of one 32x32 RGB thumbnail."""
-    return phash(np.asarray(rgb32, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
-
-
 def frame_phash(rgb: np.ndarray) -> np.uint64:
-    """pHash of one RGB frame of any size, area-averaged to 32x32."""
+    """pHash of one RGB frame of any size, area-averaged to 32x32 grey."""
     import cv2
 
-    return thumb_phash(cv2.resize(rgb, (HASH_SIDE, HASH_SIDE), interpolation=cv2.INTER_AREA))
+    thumb = cv2.resize(rgb, (HASH_SIDE, HASH_SIDE), interpolation=cv2.INTER_AREA)
+    return phash(thumb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
 
 
-def hash_step(fps: float) -> int:
-    """Every how many frames of a `fps` video one is hashed (frames 0, step, 2 step, ...: `VIDEO_FPS` a second)."""
-    return max(1, round(fps / VIDEO_FPS))
+def hash_step(fps: float, rate: float = VIDEO_FPS) -> int:
+    """Every how many frames of a `fps` video one is hashed (frames 0, step, 2 step, ...: `rate` a second)."""
+    return max(1, round(fps / rate))
 
 
 def sidecar(crop_path: str | Path) -> Path:
@@ -70,7 +66,7 @@ def video_hashes(path: str | Path, fps: float = VIDEO_FPS) -> np.ndarray:
     info = media.probe(path)
     if not info["has_video"]:
         raise media.MediaError(f"{path}: no video stream")
-    step = max(1, round(float(info.get("fps") or 25.0) / fps))  # frames 0, step, ...: the ones faces hashes
+    step = hash_step(float(info.get("fps") or 25.0), fps)  # frames 0, step, ...: the ones faces hashes
     frames = media.iter_frames(path, vf=f"select=not(mod(n\\,{step}))", size=(info["width"], info["height"]))
     return np.array([frame_phash(f) for f in frames], dtype=np.uint64)
 
