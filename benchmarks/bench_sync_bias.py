@@ -32,7 +32,6 @@ from benchmarks.kit.curation_build import DEFAULT_CACHE  # noqa: E402
 from benchmarks.kit.sync_fit import LEAD, fit  # noqa: E402
 from pipeline import media  # noqa: E402
 from pipeline.models import sync_prior  # noqa: E402
-from pipeline.models.sync_energy import mouth_motion_energy  # noqa: E402
 from pipeline.models.sync_fused import FusedSyncScorer  # noqa: E402
 
 KS = tuple(range(-8, 9))
@@ -62,8 +61,7 @@ def mesh_mouth_features(frames: np.ndarray, lm: np.ndarray) -> np.ndarray:
     face_h = np.linalg.norm(lm[:, 152] - lm[:, 10], axis=1) + 1e-9
     opening = np.linalg.norm(lm[:, 14] - lm[:, 13], axis=1) / face_h
     width = np.linalg.norm(lm[:, 308] - lm[:, 78], axis=1) / face_h
-    v = np.stack([opening, width, mouth_motion_energy(frames), np.r_[0.0, np.abs(np.diff(opening))]], axis=1)
-    return sync_prior._standardise(v)
+    return sync_prior.mouth_signals(frames, opening, width)
 
 
 def readings(clips: list[dict]) -> dict[tuple[str, int], int]:

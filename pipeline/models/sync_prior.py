@@ -65,6 +65,12 @@ def mouth_features(frames: np.ndarray, landmarks_crop: np.ndarray) -> np.ndarray
     face_h = np.linalg.norm(lm[:, 8] - lm[:, 27], axis=1) + 1e-6
     opening = np.linalg.norm(lm[:, 66] - lm[:, 62], axis=1) / face_h
     width = np.linalg.norm(lm[:, 54] - lm[:, 48], axis=1) / face_h
+    return mouth_signals(frames, opening, width)
+
+
+def mouth_signals(frames: np.ndarray, opening: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """(n, 4) standardised: the given lip opening and width, the mouth box's motion energy, the opening's speed
+    (any landmark set can feed it; benchmarks/bench_sync_bias.py gives it FaceMesh's)."""
     v = np.stack([opening, width, mouth_motion_energy(frames), np.r_[0.0, np.abs(np.diff(opening))]], axis=1)
     return _standardise(v)
 
