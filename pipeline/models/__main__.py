@@ -16,7 +16,7 @@ from ..config import default_models_dir
 from .diarization import find_pyannote
 from .face_weights import dlib_model_path, find_insightface_pack, find_yunet
 from .lightasd import find_lightasd_weights
-from .syncnet import WEIGHTS_REL
+from .sync_loader import WEIGHTS_REL
 from .whisper import find_whisper
 
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 from ..config import CHOICES, BuildConfig
 
+# here, not in syncnet.py: finding the weights must not import torch (a sync worker without them never needs it)
+WEIGHTS_REL = Path("syncnet") / "syncnet_v2.model"
+
 
 def syncnet_weights(models_dir: str | Path) -> Path:
     """Where SyncNet's upstream weights go: <models_dir>/syncnet/syncnet_v2.model."""
-    from .syncnet import WEIGHTS_REL
-
     return Path(models_dir).expanduser() / WEIGHTS_REL
 
 
@@ -21,11 +22,13 @@ def load_sync_scorer(cfg: BuildConfig):
     from .sync_energy import EnergySyncScorer
     from .sync_fused import FusedSyncScorer
     from .sync_prior import PRIOR_PATH
-    from .syncnet import SyncNetScorer, load_syncnet
 
     choice = cfg.sync.scorer
     weights = syncnet_weights(cfg.models_dir)
     if choice == "syncnet" or (choice == "auto" and weights.is_file()):
+        # torch only here: a sync worker without SyncNet weights never imports it (~1-3 CPU-s per Ray worker)
+        from .syncnet import SyncNetScorer, load_syncnet
+
         return SyncNetScorer(load_syncnet(weights), cfg.sync.search_frames)
     if choice == "energy":
         return EnergySyncScorer(cfg.sync.search_frames)

@@ -18,8 +18,7 @@ from torch import nn
 
 from .mfcc import mfcc
 from .sync_energy import SyncCurve, curve_decision, load_frames
-
-WEIGHTS_REL = Path("syncnet") / "syncnet_v2.model"
+from .sync_loader import WEIGHTS_REL
 
 
 def _c2(cin: int, cout: int, k, **kw) -> list[nn.Module]:

@@ -195,3 +195,23 @@ def test_syncnet_loader_matches_the_upstream_architecture(tmp_path):
         assert torch.allclose(ours.forward_lip(lip), upstream.forward_lip(lip), atol=1e-4, rtol=1e-4)
         assert torch.allclose(ours.forward_aud(aud), upstream.forward_aud(aud), atol=1e-4, rtol=1e-4)
         assert not torch.allclose(SyncNet().eval().forward_aud(aud), upstream.forward_aud(aud), atol=1e-2)
+
+
+def test_default_sync_scorer_loads_without_torch(tmp_path):
+    """Without SyncNet weights the sync worker never imports torch or scipy.fft (~2 CPU-s per Ray worker), and with
+    them in the models dir `auto` still picks SyncNet."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pipeline.config import load_config, SAMPLE_MANIFESTS; from pathlib import Path; "
+        "from pipeline.models.sync_loader import load_sync_scorer; "
+        f"cfg = load_config(Path(SAMPLE_MANIFESTS) / 'config.yaml', models_dir={str(tmp_path)!r}); "
+        "s = load_sync_scorer(cfg); print(s.name, 'torch' in sys.modules, 'scipy.fft' in sys.modules)"
+    )
+    run = lambda: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()  # noqa: E731
+    assert run() == ["fused", "False", "False"]
+    weights = tmp_path / "syncnet" / "syncnet_v2.model"
+    weights.parent.mkdir()
+    torch.save(SyncNet().state_dict(), weights)
+    assert run()[:2] == ["syncnet", "True"]
