@@ -44,7 +44,7 @@ def frame_phash(rgb: np.ndarray) -> np.uint64:
     import cv2
 
     thumb = cv2.resize(rgb, (HASH_SIDE, HASH_SIDE), interpolation=cv2.INTER_AREA)
-    return phash(thumb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+    return phash(media.luma(thumb))
 
 
 def hash_step(fps: float, rate: float = VIDEO_FPS) -> int:

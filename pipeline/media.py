@@ -21,6 +21,14 @@ from . import inject
 _WRITE_FAILED = re.compile(r"Error writing trailer|Error closing file|No space left on device|Disk quota exceeded")
 
 
+BT601 = np.array([0.299, 0.587, 0.114], np.float32)  # luma weights (what OpenCV's RGB2GRAY uses)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """float32 grey of RGB(A) pixels, any leading shape: one formula for the fingerprint and the sync scorer."""
+    return np.asarray(rgb)[..., :3].astype(np.float32) @ BT601
+
+
 def write_failed(stderr: str) -> bool:
     """ffmpeg 5 exits 0 when writing the trailer or closing its output fails (a full disk), leaving the file
     truncated: its stderr is the only sign."""

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import media
+
 SR = 16000
 HOP = 640  # samples per 25 fps frame
 ROI_W, ROI_H = 48, 32
@@ -50,7 +52,7 @@ class SyncCurve:
 def _gray(frames: np.ndarray) -> np.ndarray:
     f = np.asarray(frames)
     if f.ndim == 4:
-        f = f[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        f = media.luma(f)
     return f.astype(np.float32)
 
 
@@ -181,8 +183,6 @@ def curve_decision(offsets: np.ndarray, values: np.ndarray, higher_is_better: bo
 
 def load_frames(frames_or_track: Any) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Accept frames (N,H,W[,3]), a crop video path, or a dict with 'frames'/'crop_path' and track arrays."""
-    from .. import media
-
     if isinstance(frames_or_track, (str, Path)):
         return media.read_frames(frames_or_track), None, None
     if isinstance(frames_or_track, dict):
