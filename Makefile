@@ -2,7 +2,7 @@
 PY ?= python
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup sample test test-fast lint bench bench-ingest bench-faces bench-language bench-sync bench-pipeline bench-train bench-memory
+.PHONY: setup sample test test-fast lint bench bench-ingest bench-faces bench-language bench-sync bench-lip-motion bench-pipeline bench-train bench-memory
 
 setup:
 	bash scripts/setup.sh
@@ -19,7 +19,7 @@ test-fast:
 lint:
 	ruff check pipeline mcdm_model tests benchmarks
 
-bench: bench-ingest bench-faces bench-language bench-sync bench-pipeline bench-train bench-memory
+bench: bench-ingest bench-faces bench-language bench-sync bench-lip-motion bench-pipeline bench-train bench-memory
 
 bench-ingest:
 	$(PY) benchmarks/bench_ingest.py
@@ -29,6 +29,8 @@ bench-language:
 	$(PY) benchmarks/bench_language.py
 bench-sync:
 	$(PY) benchmarks/bench_sync.py
+bench-lip-motion:
+	$(PY) benchmarks/bench_lip_motion.py
 bench-pipeline:
 	$(PY) benchmarks/bench_pipeline.py --lang en --limit 3
 bench-train:

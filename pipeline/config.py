@@ -111,6 +111,9 @@ class QualityConfig:
     max_blockiness: float = 1.25  # steps on the 8-px block grid vs elsewhere; above = blurry (heavy compression)
     min_sharpness: float = 20.0  # variance of the Laplacian on the crop: only for rows without the native measures
     min_brightness: float = 30.0
+    # p95 - p5 of the inner-lip gap / face height over the clip: a still photo over speech moves it by landmark
+    # jitter (0.004-0.006), every talking clip of ../shared/media by >= 0.058 (benchmarks/RESULTS.md, lip motion)
+    min_mouth_range: float = 0.02
     # the one pose gate: the largest |yaw| / |pitch| over the clip's frames (pipeline/stages/quality.py)
     max_abs_yaw: float = 45.0
     max_abs_pitch: float = 35.0

@@ -85,6 +85,7 @@ GATES: tuple[Gate, ...] = (
     Gate("language probability", "language", "lang_uncertain", "lang_prob", "language", "min_lang_prob", "min"),
     Gate("sync offset (frames)", "sync", "out_of_sync", "av_offset_frames", "sync", "max_offset_frames", "max", True),
     Gate("sync confidence", "sync", "out_of_sync", "sync_conf", "sync", "min_conf", "min"),
+    Gate("lip motion", "quality", "no_lip_motion", "mouth_range", "quality", "min_mouth_range", "min"),
     Gate("brightness", "quality", "too_dark", "brightness", "quality", "min_brightness", "min"),
     Gate("face detail (px)", "quality", "blurry", "face_detail_px", "quality", "min_face_detail_px", "min"),
     Gate("face blockiness", "quality", "blurry", "face_blockiness", "quality", "max_blockiness", "max"),

@@ -82,6 +82,7 @@ ROW_KEYS: dict[str, dict[str, str]] = {
     "quality": {
         "sharpness": "variance of the Laplacian on the face", "brightness": "mean luma on the face",
         "yaw_abs_max": "largest |yaw| degrees over the frames (the pose gate)", "pitch_abs_max": "same for |pitch|",
+        "mouth_range": "p95 - p5 of mouth_open over the frames (the lip-motion gate: a still photo has ~0)",
     },
     "finalize": {
         "rebuild_gate": "a loosened hard gate the dropped row might now pass (pipeline/gates.py)",
@@ -105,7 +106,7 @@ DROP_REASONS: dict[str, tuple[str, ...]] = {
     "faces": ("no_face", "multi_face", "small_face", "track_broken"),
     "language": ("lang_mismatch", "lang_uncertain", "no_speech", "multi_speaker"),
     "sync": ("out_of_sync",),
-    "quality": ("blurry", "extreme_pose", "too_dark"),
+    "quality": ("no_lip_motion", "blurry", "extreme_pose", "too_dark"),
     "dedup": ("duplicate",),
     "sink": ("write_failed",),
 }

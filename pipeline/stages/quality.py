@@ -7,7 +7,9 @@ measures fall back to the variance of the Laplacian on the crop (`sharpness`, al
 under-exposed footage. Crop measures are the median over up to `SAMPLES` evenly spaced frames (one motion-blurred
 frame drops nothing), taken by the faces stage on the crop frames it writes (`crop_measures`); rows without them
 (made elsewhere) have the crop decoded here.
-This is the pipeline's one pose gate: the largest |yaw| / |pitch| over every frame of the track, because a
+The lips must move: a still photo (or a frozen frame) over speech can read as in sync by chance, and its
+`mouth_range` (p95 - p5 of the track's inner-lip gap over the clip) is landmark jitter, a tenth of any talking
+clip's. This is the pipeline's one pose gate: the largest |yaw| / |pitch| over every frame of the track, because a
 profile view in part of a clip is what the mean hides. A soft gate after the expensive stages, so a changed
 limit can be re-decided from the stored scores.
 """
@@ -57,14 +59,14 @@ def crop_measures(grey_crops: list[np.ndarray], landmarks_crop: np.ndarray | Non
 
 
 def measure(crop_path: str, track_path: str | None = None, known: dict | None = None) -> dict[str, float]:
-    """sharpness, brightness, yaw_abs_max, pitch_abs_max for one crop (+ track); sharpness and brightness are
-    decoded from the crop only when `known` (the row) lacks them."""
+    """sharpness, brightness, yaw_abs_max, pitch_abs_max, mouth_range for one crop (+ track); sharpness and
+    brightness are decoded from the crop only when `known` (the row) lacks them."""
     import cv2
 
-    lms, pose = None, None
+    lms, pose, mouth = None, None, None
     if track_path and Path(track_path).is_file():
         track = read_track(track_path)
-        lms, pose = track["landmarks_crop"], track["pose"]
+        lms, pose, mouth = track["landmarks_crop"], track["pose"], track["mouth_open"]
     known = known or {}
     if known.get("sharpness") is not None and known.get("brightness") is not None:
         out = {"sharpness": float(known["sharpness"]), "brightness": float(known["brightness"])}
@@ -81,12 +83,14 @@ def measure(crop_path: str, track_path: str | None = None, known: dict | None = 
         out |= {"yaw_abs_max": float(np.nanmax(p[:, 0])), "pitch_abs_max": float(np.nanmax(p[:, 1]))}
     else:
         out |= {"yaw_abs_max": float("nan"), "pitch_abs_max": float("nan")}
+    ok = None if mouth is None else np.asarray(mouth, np.float32)[np.isfinite(mouth)]
+    out["mouth_range"] = float(np.percentile(ok, 95) - np.percentile(ok, 5)) if ok is not None and len(ok) else float("nan")
     return out
 
 
 class QualityFilter(Stage):
     """Measures every row that reaches it, also those the sync gate dropped (a soft gate: select may re-keep them);
-    drops by the quality gates of pipeline/gates.py (too_dark, blurry, extreme_pose, in that order)."""
+    drops by the quality gates of pipeline/gates.py (no_lip_motion, too_dark, blurry, extreme_pose, in that order)."""
 
     name = "quality"
     uses_model = False

@@ -1,6 +1,9 @@
-"""Quality gates on a real face crop (HDTF clip, dlib-cropped) and blurred / darkened / extreme-pose copies."""
+"""Quality gates on a real face crop (HDTF clip, dlib-cropped) and blurred / darkened / extreme-pose copies; the
+lip-motion gate on a real still photo and a real talking clip, both through the real faces stage."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -8,6 +11,8 @@ import pytest
 from benchmarks.kit import sync_media
 from pipeline import media
 from pipeline.config import BuildConfig
+from pipeline.record import make_key, seed_row
+from pipeline.stages.faces import FaceTrack
 from pipeline.stages.quality import QualityFilter
 from pipeline.track_io import read_track, write_track
 
@@ -74,3 +79,44 @@ def test_no_track_uses_central_box_and_bad_input_is_a_drop(crops, tmp_path):
     assert bad["drop_reason"] == "error" and bad["drop_stage"] == "quality"
     dropped = {"key": "en-x", "status": "dropped", "drop_reason": "out_of_sync", "drop_stage": "sync"}
     assert stage(dict(dropped)) == [dropped]
+
+
+@pytest.fixture(scope="module")
+def lip_rows(shared_media, media_cache, tmp_path_factory) -> dict[str, dict]:
+    """3 s of a face photo held still (as a slideshow or a podcast cover over speech) and 3 s of a real talking
+    clip, each through FaceTrack (MTCNN, as tests/pipeline/test_faces.py) into a faces row with its track."""
+    out = media_cache / "lip_motion"
+    out.mkdir(exist_ok=True)
+    enc = ["-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-r", "25"]
+    sources = {
+        "still": ["-loop", "1", "-framerate", "25", "-i", str(shared_media / "faces" / "facenet_paul_rudd.jpg"),
+                  "-t", "3", "-vf", "scale=-2:720"],
+        "talk": ["-t", "3", "-i", str(shared_media / "video_av" / "hdtf_WDA_AOC_en_8s.mp4")],
+    }  # fmt: skip
+    cfg = BuildConfig(out=str(tmp_path_factory.mktemp("lip_out")), langs=["en"])
+    cfg.faces = dataclasses.replace(cfg.faces, backend="mtcnn", min_face_px=160, crop_size=128)
+    stage, rows = FaceTrack(cfg), {}
+    for name, args in sources.items():
+        path = out / f"{name}.mkv"
+        if not path.exists():
+            media.ffmpeg(*args, *enc, str(path))
+        info = media.probe(path)
+        row = seed_row("en", f"lip_{name}", str(path))
+        row.update(norm_path=str(path), start_s=0.0, end_s=3.0, shot_index=0, key=make_key("en", f"lip_{name}", shot=0),
+                   fps=25.0, width=info["width"], height=info["height"])  # fmt: skip
+        [rows[name]] = stage(row)
+        assert rows[name]["status"] == "ok", rows[name]  # both are one clear face: the faces stage keeps them
+    return rows
+
+
+def test_still_photo_over_speech_dropped_for_lip_motion_talking_clip_kept(lip_rows):
+    cfg = BuildConfig()
+    [still] = QualityFilter(cfg)(dict(lip_rows["still"]))
+    [talk] = QualityFilter(cfg)(dict(lip_rows["talk"]))
+    assert (still["status"], still["drop_stage"], still["drop_reason"]) == ("dropped", "quality", "no_lip_motion"), still
+    assert "min_mouth_range" in still["drop_detail"]
+    assert talk["status"] == "ok", talk
+    assert talk["mouth_range"] > 5 * still["mouth_range"]  # speech opens the mouth; a photo's range is jitter
+    cfg.quality.min_mouth_range = 0.0  # the gate is a setting: off, the still photo passes quality
+    [loose] = QualityFilter(cfg)(dict(lip_rows["still"]))
+    assert loose["status"] == "ok", loose
