@@ -94,6 +94,14 @@ def agreement(clips: list[dict], reads: dict[tuple[str, int], int]) -> None:
             miss = [abs(e - p) > tol for c in clips if c["half"] == h for k in KS
                     for e, p in [alone[c["key"], k]] if abs(reads[c["key"], k] - k) > 1]  # fmt: skip
             print(f"| {h} | abs(energy - prior) > {tol} | {sum(hit)}/{len(hit)} | {sum(miss)}/{len(miss)} |")
+    shifts = GROUPS["|k| >= 3 (the benchmark's)"]
+    rules = {"energy alone": lambda e, p, f: e, "prior alone": lambda e, p, f: p,
+             "mean, rounded up": lambda e, p, f: int(np.ceil((e + p) / 2)), "fused (default)": lambda e, p, f: f}  # fmt: skip
+    print("\n| reading | shifts +-1, test A | test B |\n|---|---|---|")
+    for name, rule in rules.items():
+        cells = [np.mean([abs(rule(*alone[c["key"], k], reads[c["key"], k]) - k) <= 1
+                          for c in clips if c["half"] == h for k in shifts]) for h in "AB"]  # fmt: skip
+        print(f"| {name} | {cells[0]:.3f} | {cells[1]:.3f} |")
     print("\n| test half | clip | energy read - k | prior read - k |\n|---|---|---|---|")
     for c in clips:
         e = sorted({alone[c["key"], k][0] - k for k in KS})
