@@ -8,8 +8,8 @@ under-exposed footage. Crop measures are the median over up to `SAMPLES` evenly 
 frame drops nothing), taken by the faces stage on the crop frames it writes (`crop_measures`); rows without them
 (made elsewhere) have the crop decoded here.
 The lips must move: a still photo (or a frozen frame) over speech can read as in sync by chance, and its
-`mouth_range` (p95 - p5 of the track's inner-lip gap over the clip) is landmark jitter, a tenth of any talking
-clip's. This is the pipeline's one pose gate: the largest |yaw| / |pitch| over every frame of the track, because a
+`mouth_range` (p95 - p5 of the track's inner-lip gap over the clip) is landmark jitter, a fifth or less of any
+talking clip's (benchmarks/bench_lip_motion.py). This is the pipeline's one pose gate: the largest |yaw| / |pitch| over every frame of the track, because a
 profile view in part of a clip is what the mean hides. A soft gate after the expensive stages, so a changed
 limit can be re-decided from the stored scores.
 """
