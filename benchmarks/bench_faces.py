@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.kit.face_rows import shot_row  # noqa: E402
 from pipeline.config import BuildConfig  # noqa: E402
 from pipeline.media import ffmpeg, probe, read_frames  # noqa: E402
 from pipeline.models.face_weights import MissingWeightsError  # noqa: E402
-from pipeline.record import seed_row  # noqa: E402
 from pipeline.stages.faces import FaceTrack  # noqa: E402
 
 MIN_FACE_PX = 160  # both clips' faces (372 and 222 px) pass, so pass 2 (landmarks, crop, encode) is timed
@@ -57,9 +57,7 @@ def bench(backend: str, clips: list[Path], seconds: float, out: Path) -> list[tu
         for f in frames:
             stage.models.detector.detect(f, MIN_FACE_PX / 2)
         det_fps = len(frames) / (time.perf_counter() - t)
-        row = seed_row("en", f"bench_{backend}_{clip.stem.lower()}", str(clip))
-        row.update(norm_path=str(clip), start_s=0.0, end_s=seconds, shot_index=0, fps=25.0,
-                   width=info["width"], height=info["height"])
+        row = shot_row(clip, f"bench_{backend}_{clip.stem.lower()}", 0.0, seconds)
         t = time.perf_counter()
         [res, *_] = stage(row)
         stage_s = time.perf_counter() - t

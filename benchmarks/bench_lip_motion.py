@@ -21,9 +21,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.kit.face_rows import shot_row  # noqa: E402
 from pipeline import media  # noqa: E402
 from pipeline.config import BuildConfig  # noqa: E402
-from pipeline.record import make_key, seed_row  # noqa: E402
 from pipeline.stages.faces import FaceTrack  # noqa: E402
 from pipeline.stages.quality import QualityFilter  # noqa: E402
 
@@ -59,12 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, (kind, name, ff) in enumerate(inputs(args.shared, args.seconds)):
         path = tmp / f"v{i}.mkv"
         media.ffmpeg(*ff, *ENC, str(path))
-        info = media.probe(path)
-        n = int(round(info["duration_s"] * 25))
-        row = seed_row("en", f"lip{i}", str(path))
-        row.update(norm_path=str(path), start_s=0.0, end_s=n / 25, shot_index=0, key=make_key("en", f"lip{i}", shot=0),
-                   fps=25.0, width=info["width"], height=info["height"])  # fmt: skip
-        for r in faces(row):
+        for r in faces(shot_row(path, f"lip{i}")):
             if r["status"] != "ok":
                 print(f"| {kind} | {name} | {r['drop_reason']} | | |")
                 continue

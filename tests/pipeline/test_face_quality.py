@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 from benchmarks.kit.curation_build import degrade
+from benchmarks.kit.face_rows import shot_row
 from pipeline import face_quality
 from pipeline.config import BuildConfig
-from pipeline.media import probe
-from pipeline.record import make_key, seed_row
 from pipeline.stages.faces import FaceTrack
 from pipeline.stages.quality import QualityFilter
 
@@ -32,11 +31,7 @@ def graded(shared_media, media_cache, tmp_path_factory) -> dict[tuple[str, str],
     for name, file in CLIPS.items():
         for kind in ("clean", "blur", "crf45"):
             path = degrade(shared_media / "video_av" / file, media_cache / f"fq_{name}_{kind}.mkv", kind, 3.0)
-            info = probe(path)
-            row = seed_row("en", f"fq_{name}_{kind}", str(path))
-            row.update(norm_path=str(path), start_s=0.0, end_s=3.0, shot_index=0, fps=25.0,
-                       key=make_key("en", f"fq_{name}_{kind}", shot=0), width=info["width"], height=info["height"])
-            [faced] = faces(row)
+            [faced] = faces(shot_row(path, f"fq_{name}_{kind}", 0.0, 3.0))
             assert faced["status"] == "ok", faced
             [out[name, kind]] = quality(faced)
     return out

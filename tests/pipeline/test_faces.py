@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from benchmarks.kit.cache import built, recipe_key
+from benchmarks.kit.face_rows import shot_row
 from benchmarks.kit.yunet import link_yunet
 from pipeline.config import BuildConfig
 from pipeline.media import ffmpeg, probe, read_frames
@@ -89,12 +90,7 @@ def with_faces(stage: FaceTrack, **changes) -> FaceTrack:
 
 
 def clip_row(name: str, path: Path, start: float = 0.0, end: float | None = None) -> dict:
-    info = probe(path)
-    row = seed_row("en", f"faces_{name}", str(path))
-    row.update(norm_path=str(path), start_s=start, end_s=end if end is not None else round(info["duration_s"] * 25) / 25,
-               shot_index=0, key=make_key("en", f"faces_{name}", shot=0), fps=25.0,
-               width=info["width"], height=info["height"])
-    return row
+    return shot_row(path, f"faces_{name}", start, end)
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from benchmarks.kit import sync_media
+from benchmarks.kit.face_rows import shot_row
 from pipeline import media
 from pipeline.config import BuildConfig
-from pipeline.record import make_key, seed_row
 from pipeline.stages.faces import FaceTrack
 from pipeline.stages.quality import QualityFilter
 from pipeline.track_io import read_track, write_track
@@ -100,11 +100,7 @@ def lip_rows(shared_media, media_cache, tmp_path_factory) -> dict[str, dict]:
         path = out / f"{name}.mkv"
         if not path.exists():
             media.ffmpeg(*args, *enc, str(path))
-        info = media.probe(path)
-        row = seed_row("en", f"lip_{name}", str(path))
-        row.update(norm_path=str(path), start_s=0.0, end_s=3.0, shot_index=0, key=make_key("en", f"lip_{name}", shot=0),
-                   fps=25.0, width=info["width"], height=info["height"])  # fmt: skip
-        [rows[name]] = stage(row)
+        [rows[name]] = stage(shot_row(path, f"lip_{name}", 0.0, 3.0))
         assert rows[name]["status"] == "ok", rows[name]  # both are one clear face: the faces stage keeps them
     return rows
 
