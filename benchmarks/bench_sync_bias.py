@@ -69,18 +69,22 @@ def mesh_mouth_features(frames: np.ndarray, lm: np.ndarray) -> np.ndarray:
     return sync_prior.mouth_signals(frames, opening, width)
 
 
-def readings(clips: list[dict]) -> dict[tuple[str, int], int]:
-    """The fused scorer's offset for every clip and delay, its prior fitted on the other half."""
-    fused = {h: FusedSyncScorer(15, prior=fit([c for c in clips if c["half"] != h])) for h in "AB"}
+def scorers(clips: list[dict]) -> dict[str, FusedSyncScorer]:
+    """Per test half, the fused scorer with its prior fitted on the other half."""
+    return {h: FusedSyncScorer(15, prior=fit([c for c in clips if c["half"] != h])) for h in "AB"}
+
+
+def readings(clips: list[dict], fused: dict[str, FusedSyncScorer]) -> dict[tuple[str, int], int]:
+    """The fused scorer's offset for every clip and delay."""
     return {(c["key"], k): fused[c["half"]].score(c, delayed(c, k), audio_lead_frames=LEAD)[0] for c in clips for k in KS}
 
 
-def agreement(clips: list[dict], reads: dict[tuple[str, int], int]) -> None:
+def agreement(clips: list[dict], reads: dict[tuple[str, int], int], scorer: dict[str, FusedSyncScorer]) -> None:
     """The energy and prior readings alone, and their disagreement on the fused scorer's hits and misses."""
     print("\n### energy vs prior readings\n\n| test half | rule | flags hits | flags misses |\n|---|---|---|---|")
     alone: dict[tuple[str, int], tuple[int, int]] = {}
     for h in "AB":
-        fused = FusedSyncScorer(15, prior=fit([c for c in clips if c["half"] != h]))
+        fused = scorer[h]
         for c in (c for c in clips if c["half"] == h):
             frames, lms, _ = load_frames(c)
             for k in KS:
@@ -134,10 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agree", action="store_true", help="also the energy and prior readings alone (see above)")
     args = p.parse_args(argv)
     clips = base_clips(args.cache)
-    reads = readings(clips)
+    fused = scorers(clips)
+    reads = readings(clips, fused)
     report(clips, reads, "fused scorer, dlib mouth (the default)")
     if args.agree:
-        agreement(clips, reads)
+        agreement(clips, reads, fused)
     if args.lips:
         crops = {c["key"]: next(args.cache.rglob(f"{c['key']}_crop.mp4")) for c in clips}
         dlib_features = sync_prior.mouth_features
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             c["landmarks_crop"] = mesh_lips(str(crops[c["key"]]))
         sync_prior.mouth_features = mesh_mouth_features  # prior fit and scoring both read it at call time
         try:
-            report(clips, readings(clips), "fused scorer, FaceMesh lips")
+            report(clips, readings(clips, scorers(clips)), "fused scorer, FaceMesh lips")  # refitted on these lips
         finally:
             sync_prior.mouth_features = dlib_features
     return 0
