@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..config import default_models_dir
 from .diarization import find_pyannote
-from .face_blazeface import find_blazeface
+from .face_blazeface import BACKEND_VARIANT, find_blazeface
 from .face_weights import dlib_model_path, find_insightface_pack, find_yunet
 from .lightasd import find_lightasd_weights
 from .sync_loader import WEIGHTS_REL
@@ -38,9 +38,8 @@ def check(models_dir: str) -> list[tuple[str, str, bool, str]]:
     mtcnn = importlib.util.find_spec("facenet_pytorch")
     rows.append(("faces", "MTCNN (facenet-pytorch, default)", mtcnn is not None,
                  str(Path(mtcnn.origin).parent) if mtcnn and mtcnn.origin else "pip install --no-deps facenet-pytorch"))
-    for variant in ("short", "full"):
-        rows.append(("faces", f"BlazeFace {variant} (backend blazeface{'' if variant == 'short' else '_full'})",
-                     *_probe(lambda v=variant: find_blazeface(md, v))))
+    for backend, variant in BACKEND_VARIANT.items():
+        rows.append(("faces", f"BlazeFace {variant} (backend {backend})", *_probe(lambda v=variant: find_blazeface(md, v))))
     for name in ("shape_predictor_68_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat"):
         rows.append(("faces", f"dlib {name.split('_')[0]}_{name.split('_')[1]} (default)", *_probe(lambda n=name: dlib_model_path(n, md))))
     rows.append(("language", "Whisper (upstream wins, else PyPI base)",

@@ -28,6 +28,7 @@ VARIANTS = {
     "short": ("face_detection_short_range.tflite", 128, (8, 16, 16, 16), 2, 0.5, 0.75),
     "full": ("face_detection_full_range_sparse.tflite", 192, (4,), 1, 0.6, 0.6),
 }
+BACKEND_VARIANT = {"blazeface": "short", "blazeface_full": "full"}  # faces.backend -> variant
 
 
 def find_blazeface(models_dir: str | Path, variant: str = "short") -> Path:
@@ -76,10 +77,10 @@ def _interpreter(model: Path):
 class BlazeFaceDetector:
     """BlazeFace on one letterboxed square per frame; boxes in source px, scores in [0, 1] (no 5-point kps)."""
 
-    def __init__(self, models_dir: str | Path, variant: str = "short"):
-        _, self.side, strides, per_layer, self.min_score, self.confident_score = VARIANTS[variant]
-        self.name = "blazeface" if variant == "short" else "blazeface_full"
-        self.net = _interpreter(find_blazeface(models_dir, variant))
+    def __init__(self, models_dir: str | Path, backend: str = "blazeface"):
+        self.name = backend
+        _, self.side, strides, per_layer, self.min_score, self.confident_score = VARIANTS[BACKEND_VARIANT[backend]]
+        self.net = _interpreter(find_blazeface(models_dir, BACKEND_VARIANT[backend]))
         self._in = self.net.get_input_details()[0]["index"]
         outs = sorted(self.net.get_output_details(), key=lambda d: d["shape"][-1], reverse=True)
         self._reg, self._cls = outs[0]["index"], outs[1]["index"]  # (1, N, 16) boxes + keypoints, (1, N, 1) scores

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .face_blazeface import BACKEND_VARIANT, BlazeFaceDetector
 from .face_detectors import Detections, DlibHogDetector, MTCNNDetector, SCRFDDetector, YuNetDetector
 from .face_weights import (
     MissingWeightsError,
@@ -30,7 +31,7 @@ from .face_weights import (
 )
 
 log = logging.getLogger(__name__)
-BACKENDS = ("auto", "insightface", "mtcnn", "yunet", "dlib", "blazeface", "blazeface_full")
+BACKENDS = ("auto", "insightface", "mtcnn", "yunet", "dlib", *BACKEND_VARIANT)
 
 
 class Detector(Protocol):
@@ -98,10 +99,8 @@ def load_face_models(faces_cfg: Any, models_dir: str, use_gpu: bool = True) -> F
         detector: Detector = YuNetDetector(find_yunet(models_dir), max_side, faces_cfg.min_det_score)
     elif backend == "dlib":
         detector = DlibHogDetector(max_side)
-    elif backend in ("blazeface", "blazeface_full"):
-        from .face_blazeface import BlazeFaceDetector
-
-        detector = BlazeFaceDetector(models_dir, "short" if backend == "blazeface" else "full")
+    elif backend in BACKEND_VARIANT:
+        detector = BlazeFaceDetector(models_dir, backend)
     else:
         device = "cpu"
         if use_gpu:
