@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.kit.curation_build import DEFAULT_CACHE, Builder  # noqa: E402
 from benchmarks.kit.curation_eval import CLASSES, score, shot_score  # noqa: E402
 from benchmarks.kit.curation_run import Runner, run_all  # noqa: E402
-from benchmarks.kit.sync_fit import clip_inputs, fit  # noqa: E402
+from benchmarks.kit.sync_fit import CONF_RULES, clip_inputs, fit  # noqa: E402
 from benchmarks.kit.yunet import link_yunet  # noqa: E402
 from pipeline.config import SAMPLE_MANIFESTS, load_config, replace  # noqa: E402
 from pipeline.models.sync_prior import PRIOR_PATH, decision_point  # noqa: E402
@@ -46,14 +46,14 @@ def models_dir_for(backend: str, cache: Path, shared: Path) -> str:
     return str(d)
 
 
-def fit_half_prior(items, video: dict[str, dict], halves: tuple[str, ...]):
+def fit_half_prior(items, video: dict[str, dict], halves: tuple[str, ...], rule: str = "balanced"):
     """The fused scorer's prior fitted on the in-sync base clips of `halves` (their faces-stage rows)."""
     clips = []
     for it in items:
         if it.kind == "base" and it.half in halves:
             rows = [r for r in video[it.key]["faces"] if r["status"] == "ok"]
             clips += [clip_inputs(r, it.segments[0].identity) for r in rows]
-    return fit(clips)
+    return fit(clips, rule=rule)
 
 
 def quality_values(results: list[dict]) -> dict[str, list[tuple[float, float]]]:
@@ -129,15 +129,16 @@ def shots_only(items, runner: Runner, halves: tuple[str, ...], misses: bool) -> 
     return "\n".join(lines + notes)
 
 
-def fold_prior(items, video: dict[str, dict], fit_halves: tuple[str, ...], cache: Path, backend: str):
+def fold_prior(items, video: dict[str, dict], fit_halves: tuple[str, ...], cache: Path, backend: str,
+               rule: str = "balanced"):
     """The fold's prior fitted on `fit_halves` and saved in the cache: (prior, its path, its content tag)."""
-    path = cache / f"prior-{backend}-fit{''.join(fit_halves)}.npz"
-    prior = fit_half_prior(items, video, fit_halves)
+    path = cache / f"prior-{backend}-fit{''.join(fit_halves)}{'' if rule == 'balanced' else '-' + rule}.npz"
+    prior = fit_half_prior(items, video, fit_halves, rule)
     prior.save(path)
     return prior, path, hashlib.sha1(path.read_bytes()).hexdigest()[:10]
 
 
-def sync_only(items, cfg, cache: Path, halves: tuple[str, ...], backend: str, misses: bool) -> str:
+def sync_only(items, cfg, cache: Path, halves: tuple[str, ...], backend: str, misses: bool, rule: str = "balanced") -> str:
     """The sync figures alone: faces on the base items, the sync probe on base / shifted / dubbed items per fold."""
     runner = Runner(cfg, cache / "stages")
     video = {it.key: runner.video_rows(it) for it in items if it.kind == "base"}
@@ -146,7 +147,7 @@ def sync_only(items, cfg, cache: Path, halves: tuple[str, ...], backend: str, mi
     notes: list[str] = []
     for test in halves:
         fit_halves = tuple(h for h in halves if h != test) or (test,)
-        prior, path, tag = fold_prior(items, video, fit_halves, cache, backend)
+        prior, path, tag = fold_prior(items, video, fit_halves, cache, backend, rule)
         fold = Runner(replace(cfg, sync=replace(cfg.sync, prior=str(path))), cache / "stages", sync_tag=tag)
         res = []
         for it in items:
@@ -171,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shared", type=Path, default=SHARED)
     p.add_argument("--scorer", default="auto", help="sync.scorer")
     p.add_argument("--misses", action="store_true", help="list every miss under the table")
+    p.add_argument("--conf-rule", choices=CONF_RULES, default="balanced",
+                   help="where each fold's fitted conf_scale puts sync.min_conf: best balanced accuracy between "
+                        "the fit half's own audio and dubs, or the 90th / 95th percentile of its dubs")
     p.add_argument("--fit-prior", action="store_true", help="refit pipeline/models/sync_prior.npz on every half's bases")
     p.add_argument("--only", choices=("all", "shots", "sync"), default="all",
                    help="shots: only the shot figures (stages up to ShotSplit, per half; nothing is fitted for them); "
@@ -190,18 +194,18 @@ def main(argv: list[str] | None = None) -> int:
             print(shots_only(items, runner, halves, args.misses))
             return 0
         if args.only == "sync":
-            print(sync_only(items, cfg, args.cache, halves, backend, args.misses))
+            print(sync_only(items, cfg, args.cache, halves, backend, args.misses, args.conf_rule))
             return 0
         video = {it.key: runner.video_rows(it) for it in items if not it.video_of}
         if args.fit_prior:
-            prior = fit_half_prior(items, video, halves)
+            prior = fit_half_prior(items, video, halves, args.conf_rule)
             prior.save(PRIOR_PATH)
             print(f"wrote {PRIOR_PATH}: {prior.n_clips} clips, lag_bias {prior.lag_bias}, conf_scale {prior.conf_scale:.3f}")
         results: dict[str, list[dict]] = {}
         folds: dict[str, tuple] = {}
         for test in halves:
             fit_halves = tuple(h for h in halves if h != test) or (test,)
-            prior, prior_path, tag = fold_prior(items, video, fit_halves, args.cache, backend)
+            prior, prior_path, tag = fold_prior(items, video, fit_halves, args.cache, backend, args.conf_rule)
             fold = replace(cfg, sync=replace(cfg.sync, prior=str(prior_path)))
             results[test] = run_all([i for i in items if i.half == test], fold, args.cache / "stages", sync_tag=tag)
             folds[test] = (fit_halves, prior)

@@ -28,9 +28,22 @@ def clip_inputs(row: dict, identity: str) -> dict:
     return {"frames": frames, "landmarks_crop": lms, "audio": audio, "lead": LEAD, "identity": identity}
 
 
-def fit(clips: list[dict], alpha: float = 100.0) -> AudioMouthPrior:
+CONF_RULES = ("balanced", "dub90", "dub95")
+
+
+def fit_decision_point(pos: list[float], neg: list[float], rule: str = "balanced") -> float:
+    """Where the fitted confidence scale puts min_conf: `balanced` = the best balanced accuracy between own audio
+    (pos) and dubs (neg); `dubNN` = the NN-th percentile of the dubs (keeps more good clips, lets more dubs by)."""
+    if rule == "balanced":
+        return decision_point(pos, neg)
+    if rule in CONF_RULES:
+        return float(np.percentile(neg, float(rule[3:])))
+    raise ValueError(f"conf rule {rule!r}: one of {', '.join(CONF_RULES)}")
+
+
+def fit(clips: list[dict], alpha: float = 100.0, rule: str = "balanced") -> AudioMouthPrior:
     """Prior on the clips' own audio; lag_bias from the fused scorer's in-sync readings; conf_scale from the
-    decision point between own audio and every other identity's audio on the same clips."""
+    decision point (`rule`, fit_decision_point) between own audio and every other identity's audio on the clips."""
     prior = fit_prior(clips, alpha)
     scorer = FusedSyncScorer(prior=prior, conf_scale=1.0)
     offsets = [scorer.raw(c, c["audio"], audio_lead_frames=LEAD)[0].offset for c in clips]  # clips carry landmarks
@@ -42,5 +55,5 @@ def fit(clips: list[dict], alpha: float = 100.0) -> AudioMouthPrior:
             if o["identity"] != c["identity"]:
                 dub = np.resize(o["audio"][LEAD * HOP :], len(c["audio"]))
                 neg.append(scorer.raw(c, dub, audio_lead_frames=LEAD)[1])
-    prior.conf_scale = 3.0 / max(decision_point(pos, neg), 0.1)
+    prior.conf_scale = 3.0 / max(fit_decision_point(pos, neg, rule), 0.1)
     return prior
