@@ -16,6 +16,7 @@ from pipeline.stages.sync import read_context_audio
 from pipeline.track_io import read_track
 
 LEAD = 15
+CONF_RULES = ("balanced", "dub90", "dub95")  # where fit() puts the decision point (RESULTS_sync J)
 SIZE = FusedSyncScorer.input_size
 
 
@@ -26,9 +27,6 @@ def clip_inputs(row: dict, identity: str) -> dict:
     lms = read_track(row["track_path"])["landmarks_crop"] * (SIZE / full)
     audio = read_context_audio(row["audio_path"], float(row["start_s"]), len(frames), LEAD)
     return {"frames": frames, "landmarks_crop": lms, "audio": audio, "lead": LEAD, "identity": identity}
-
-
-CONF_RULES = ("balanced", "dub90", "dub95")
 
 
 def fit_decision_point(pos: list[float], neg: list[float], rule: str = "balanced") -> float:

@@ -318,3 +318,16 @@ def test_fused_scorer_places_held_out_offsets(fused_folds):
 def test_fused_scorer_separates_own_audio_from_dubs_on_held_out_speakers(fused_folds):
     """AUC of the confidence, in-sync vs another speaker's audio, with the prior fitted on the other half."""
     assert min(f["auc"] for f in fused_folds.values()) >= 0.9, fused_folds
+
+
+def test_fit_decision_point_rules_order_and_reject_unknown():
+    """The benchmark's conf rules: balanced sits between the two groups, a dub percentile inside the dubs."""
+    from benchmarks.kit.sync_fit import fit_decision_point
+
+    pos, neg = [3.0, 4.0, 5.0], list(np.linspace(0.0, 1.9, 20))
+    bal = fit_decision_point(pos, neg)
+    assert 1.9 < bal < 3.0
+    d90, d95 = fit_decision_point(pos, neg, "dub90"), fit_decision_point(pos, neg, "dub95")
+    assert d90 == pytest.approx(np.percentile(neg, 90)) and d90 < d95 < bal
+    with pytest.raises(ValueError, match="dub90"):
+        fit_decision_point(pos, neg, "dub50")
