@@ -96,6 +96,9 @@ class LanguageConfig:
 class SyncConfig:
     scorer: str = "auto"  # auto (SyncNet weights if present, else fused) | syncnet | fused | energy
     prior: str = ""  # the fused scorer's audio->mouth prior (.npz); empty = the one shipped in pipeline/models/
+    # the prior (.npz) the fused scorer takes its confidence from: empty = the one on Whisper-encoder frames shipped
+    # in pipeline/models/ (models/sync_whisper.py; it separates dubs better, RESULTS_sync K); "none" = from `prior`
+    conf_prior: str = ""
     search_frames: int = 15
     max_offset_frames: int = 6
     min_conf: float = 3.0

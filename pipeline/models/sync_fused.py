@@ -10,6 +10,9 @@ the energy curve's misreadings more often than with its hits. So:
   mouth), + the prior's `lag_bias` (minus the median in-sync reading on its training clips);
 - conf = conf_scale * (energy conf + PRIOR_WEIGHT * prior conf) / (1 + PRIOR_WEIGHT), both "sigmas above
   chance"; `conf_scale` puts the fitted decision point at 3.0, the field's min_conf (SyncNet's scale);
+- with a `conf_prior` (a prior on other audio features: Whisper's encoder, sync_whisper.py), the confidence is
+  taken with it in place of the offset prior, at its own best lag, and scaled by its own conf_scale; the offset
+  is unchanged (RESULTS_sync K: Whisper frames separate dubs better, log-mel places lags as well or better);
 - without landmarks (a crop video alone) the prior cannot run and the energy scorer's reading is used as it is.
 """
 
@@ -42,11 +45,14 @@ class FusedSyncScorer:
     offset_reliable = True  # realign by it (DESIGN); in-sync reading within +-1 on 62-77 % of held-out clips
 
     def __init__(self, search_frames: int = 15, prior: AudioMouthPrior | str | Path = PRIOR_PATH,
-                 conf_scale: float | None = None):
+                 conf_scale: float | None = None, conf_prior: AudioMouthPrior | None = None):
         self.search = search_frames
         self.energy = EnergySyncScorer(search_frames)
         self.prior = prior if isinstance(prior, AudioMouthPrior) else AudioMouthPrior.load(prior)
-        self.conf_scale = self.prior.conf_scale if conf_scale is None else conf_scale
+        self.conf_prior = conf_prior or self.prior
+        self.conf_scale = self.conf_prior.conf_scale if conf_scale is None else conf_scale
+        if conf_prior is not None:
+            self.name = f"fused+{conf_prior.features}"
 
     def raw(self, frames_or_track: Any, audio_16k: np.ndarray, fps: float = 25, audio_lead_frames: int = 0) -> tuple[SyncCurve, float | None]:
         """(fused curve with the bias-corrected offset, unscaled fused confidence); (energy curve, None) when the
@@ -62,8 +68,12 @@ class FusedSyncScorer:
         fused = _z(c.values) + _z(sm)
         c.values = fused
         c.offset = int(np.clip(int(np.argmax(fused)) - self.search + self.prior.lag_bias, -self.search, self.search))
+        if self.conf_prior is not self.prior:
+            sm = smooth_curve(prior_curve(self.conf_prior, frames, lms, audio_16k, audio_lead_frames, self.search + 1)[0])[1:-1]
+            if not np.isfinite(sm).any():
+                return c, None
         lag = int(np.nanargmax(sm)) - self.search
-        z = prior_conf(self.prior, frames, lms, audio_16k, audio_lead_frames, lag, self.search)
+        z = prior_conf(self.conf_prior, frames, lms, audio_16k, audio_lead_frames, lag, self.search)
         return c, (float(c.conf) + PRIOR_WEIGHT * z) / (1 + PRIOR_WEIGHT)
 
     def curve(self, frames_or_track: Any, audio_16k: np.ndarray, fps: float = 25, audio_lead_frames: int = 0) -> SyncCurve:

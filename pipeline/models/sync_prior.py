@@ -17,7 +17,8 @@ refit with `python benchmarks/bench_curation.py --fit-prior`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,9 @@ from .mfcc import mel_filterbank
 from .sync_energy import HOP, SR, audio_frames_present, lag_curve, mouth_motion_energy, null_z
 
 PRIOR_PATH = Path(__file__).with_name("sync_prior.npz")
+WHISPER_PRIOR_PATH = Path(__file__).with_name("sync_prior_whisper.npz")  # on Whisper frames (sync_whisper.py)
 N_MEL, SUB, CONTEXT = 40, 4, 2
+FEATURIZER_CONTEXT = 1  # Whisper frames already see their neighbours (RESULTS_sync K: +-0, 1, 2 alike)
 _WIN = 400  # 25 ms
 _FB: np.ndarray | None = None
 
@@ -54,9 +57,12 @@ def stack_context(f: np.ndarray, ctx: int) -> np.ndarray:
     return np.concatenate([p[i : i + len(f)] for i in range(2 * ctx + 1)], axis=1)
 
 
-def audio_features(audio_16k: np.ndarray) -> np.ndarray:
-    """(n_audio_frames, 5 * SUB * N_MEL): standardised log-mel with +-CONTEXT frames stacked."""
-    return stack_context(_standardise(log_mel(audio_16k, len(audio_16k) // HOP)), CONTEXT)
+def audio_features(audio_16k: np.ndarray, featurizer: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """(n_audio_frames, d): standardised log-mel with +-CONTEXT frames stacked, or the featurizer's frames (e.g.
+    sync_whisper.WhisperFrames) standardised with +-FEATURIZER_CONTEXT."""
+    if featurizer is None:
+        return stack_context(_standardise(log_mel(audio_16k, len(audio_16k) // HOP)), CONTEXT)
+    return stack_context(_standardise(featurizer(audio_16k)), FEATURIZER_CONTEXT)
 
 
 def mouth_features(frames: np.ndarray, landmarks_crop: np.ndarray) -> np.ndarray:
@@ -81,13 +87,17 @@ class AudioMouthPrior:
     lag_bias: int = 0  # added to the fused curve's best lag: minus the median in-sync reading on the training clips
     n_clips: int = 0
     conf_scale: float = 1.0  # maps the fused confidence's fitted decision point to 3.0 (see sync_fused.py)
+    features: str = "log-mel"  # or a featurizer's name (sync_whisper.NAME): what the weights were fitted on
+    featurizer: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)  # None for log-mel
 
     def predict(self, audio_16k: np.ndarray) -> np.ndarray:
-        return audio_features(audio_16k) @ self.weights
+        if self.features != "log-mel" and self.featurizer is None:
+            raise RuntimeError(f"this sync prior was fitted on {self.features} features: attach its featurizer")
+        return audio_features(audio_16k, self.featurizer) @ self.weights
 
     def save(self, path: str | Path) -> None:
         np.savez(path, weights=self.weights.astype(np.float32), lag_bias=np.int32(self.lag_bias),
-                 n_clips=np.int32(self.n_clips), conf_scale=np.float32(self.conf_scale))
+                 n_clips=np.int32(self.n_clips), conf_scale=np.float32(self.conf_scale), features=np.str_(self.features))
 
     @classmethod
     def load(cls, path: str | Path = PRIOR_PATH) -> AudioMouthPrior:
@@ -95,21 +105,27 @@ class AudioMouthPrior:
         if not path.is_file():
             raise FileNotFoundError(f"sync prior not found at {path}: refit it with python benchmarks/bench_curation.py --fit-prior")
         with np.load(path) as z:
-            return cls(z["weights"].astype(np.float64), int(z["lag_bias"]), int(z["n_clips"]), float(z["conf_scale"]))
+            features = str(z["features"]) if "features" in z.files else "log-mel"
+            return cls(z["weights"].astype(np.float64), int(z["lag_bias"]), int(z["n_clips"]), float(z["conf_scale"]),
+                       features)  # fmt: skip
 
 
-def fit_prior(clips: list[dict], alpha: float = 100.0) -> AudioMouthPrior:
+def fit_prior(clips: list[dict], alpha: float = 100.0,
+              featurizer: Callable[[np.ndarray], np.ndarray] | None = None) -> AudioMouthPrior:
     """Ridge fit on in-sync clips: each a dict with frames, landmarks_crop and audio (starting `lead` frames before
-    the first video frame). lag_bias and conf_scale are set by the caller (benchmarks/kit/sync_fit.py)."""
+    the first video frame), on log-mel or on `featurizer`'s frames. lag_bias and conf_scale are set by the caller
+    (benchmarks/kit/sync_fit.py)."""
     xs, ys = [], []
     for c in clips:
         v = mouth_features(c["frames"], c["landmarks_crop"])
-        a = audio_features(c["audio"])[c["lead"] : c["lead"] + len(v)]
+        a = audio_features(c["audio"], featurizer)[c["lead"] : c["lead"] + len(v)]
         xs.append(a[: len(v)])
         ys.append(v[: len(a)])
     x, y = np.concatenate(xs), np.concatenate(ys)
     w = np.linalg.solve(x.T @ x + alpha * len(x) * np.eye(x.shape[1]), x.T @ y)
-    return AudioMouthPrior(w, 0, len(clips))
+    if featurizer is None:
+        return AudioMouthPrior(w, 0, len(clips))
+    return AudioMouthPrior(w, 0, len(clips), features=featurizer.name, featurizer=featurizer)
 
 
 def decision_point(pos: list[float], neg: list[float]) -> float:

