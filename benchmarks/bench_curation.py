@@ -32,7 +32,8 @@ from benchmarks.kit.curation_run import Runner, run_all  # noqa: E402
 from benchmarks.kit.sync_fit import CONF_RULES, clip_inputs, fit  # noqa: E402
 from benchmarks.kit.yunet import link_yunet  # noqa: E402
 from pipeline.config import SAMPLE_MANIFESTS, load_config, replace  # noqa: E402
-from pipeline.models.sync_prior import PRIOR_PATH, decision_point  # noqa: E402
+from pipeline.models.sync_prior import PRIOR_PATH, WHISPER_PRIOR_PATH, decision_point  # noqa: E402
+from pipeline.models.sync_whisper import WhisperFrames  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 TARGETS = {"shot_f1": 0.95, "sync_shift": 0.90, "auc": 0.95, "multi_as_multi": 1.0, "keep_p": 0.95, "keep_r": 0.8}
@@ -47,14 +48,14 @@ def models_dir_for(backend: str, cache: Path, shared: Path) -> str:
     return str(d)
 
 
-def fit_half_prior(items, video: dict[str, dict], halves: tuple[str, ...], rule: str = "balanced"):
+def fit_half_prior(items, video: dict[str, dict], halves: tuple[str, ...], rule: str = "balanced", featurizer=None):
     """The fused scorer's prior fitted on the in-sync base clips of `halves` (their faces-stage rows)."""
     clips = []
     for it in items:
         if it.kind == "base" and it.half in halves:
             rows = [r for r in video[it.key]["faces"] if r["status"] == "ok"]
             clips += [clip_inputs(r, it.segments[0].identity) for r in rows]
-    return fit(clips, rule=rule)
+    return fit(clips, rule=rule, featurizer=featurizer)
 
 
 def quality_values(results: list[dict]) -> dict[str, list[tuple[float, float]]]:
@@ -131,15 +132,28 @@ def shots_only(items, runner: Runner, halves: tuple[str, ...], misses: bool) -> 
 
 
 def fold_prior(items, video: dict[str, dict], fit_halves: tuple[str, ...], cache: Path, backend: str,
-               rule: str = "balanced"):
+               rule: str = "balanced", featurizer=None):
     """The fold's prior fitted on `fit_halves` and saved in the cache: (prior, its path, its content tag)."""
-    path = cache / f"prior-{backend}-fit{''.join(fit_halves)}{'' if rule == 'balanced' else '-' + rule}.npz"
-    prior = fit_half_prior(items, video, fit_halves, rule)
+    feats = "" if featurizer is None else f"-{featurizer.name}"
+    path = cache / f"prior-{backend}-fit{''.join(fit_halves)}{'' if rule == 'balanced' else '-' + rule}{feats}.npz"
+    prior = fit_half_prior(items, video, fit_halves, rule, featurizer)
     prior.save(path)
     return prior, path, hashlib.sha1(path.read_bytes()).hexdigest()[:10]
 
 
-def sync_only(items, cfg, cache: Path, halves: tuple[str, ...], backend: str, misses: bool, rule: str = "balanced") -> str:
+def fold_sync(cfg, items, video, fit_halves, cache: Path, backend: str, rule: str, featurizer=None):
+    """(the fold's config with its fitted prior(s), their tag, the prior that sets conf_scale): the log-mel prior
+    for the offset and, with a featurizer, a second prior on its features for the confidence (sync.conf_prior)."""
+    prior, path, tag = fold_prior(items, video, fit_halves, cache, backend, rule)
+    sync = replace(cfg.sync, prior=str(path), conf_prior="none")
+    if featurizer is not None:  # shown: the offset prior's lag_bias, the confidence prior's conf_scale
+        cprior, cpath, ctag = fold_prior(items, video, fit_halves, cache, backend, rule, featurizer)
+        sync, tag, prior = replace(sync, conf_prior=str(cpath)), f"{tag}+{ctag}", replace(cprior, lag_bias=prior.lag_bias)
+    return replace(cfg, sync=sync), tag, prior
+
+
+def sync_only(items, cfg, cache: Path, halves: tuple[str, ...], backend: str, misses: bool, rule: str = "balanced",
+              featurizer=None) -> str:
     """The sync figures alone: faces on the base items, the sync probe on base / shifted / dubbed items per fold."""
     runner = Runner(cfg, cache / "stages")
     video = {it.key: runner.video_rows(it) for it in items if it.kind == "base"}
@@ -148,8 +162,8 @@ def sync_only(items, cfg, cache: Path, halves: tuple[str, ...], backend: str, mi
     notes: list[str] = []
     for test in halves:
         fit_halves = tuple(h for h in halves if h != test) or (test,)
-        prior, path, tag = fold_prior(items, video, fit_halves, cache, backend, rule)
-        fold = Runner(replace(cfg, sync=replace(cfg.sync, prior=str(path))), cache / "stages", sync_tag=tag)
+        fold_cfg, tag, prior = fold_sync(cfg, items, video, fit_halves, cache, backend, rule, featurizer)
+        fold = Runner(fold_cfg, cache / "stages", sync_tag=tag)
         res = []
         for it in items:
             if it.half != test or it.kind not in ("base", "shift", "dub"):
@@ -173,10 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shared", type=Path, default=SHARED)
     p.add_argument("--scorer", default="auto", help="sync.scorer")
     p.add_argument("--misses", action="store_true", help="list every miss under the table")
-    p.add_argument("--conf-rule", choices=CONF_RULES, default="balanced",
+    p.add_argument("--conf-rule", choices=CONF_RULES, default="dub95",
                    help="where each fold's fitted conf_scale puts sync.min_conf: best balanced accuracy between "
                         "the fit half's own audio and dubs, or the 90th / 95th percentile of its dubs")
-    p.add_argument("--fit-prior", action="store_true", help="refit pipeline/models/sync_prior.npz on every half's bases")
+    p.add_argument("--fit-prior", action="store_true", help="refit pipeline/models/sync_prior_whisper.npz on every "
+                   "half's bases (sync_prior.npz, the log-mel one, with --conf-prior none)")
+    p.add_argument("--conf-prior", choices=("none", "whisper"), default="whisper",
+                   help="whisper (the default scorer): each fold also fits a prior on Whisper-encoder frames and takes "
+                        "the sync confidence from it (sync.conf_prior; pipeline/models/sync_whisper.py); none: the "
+                        "log-mel prior gives the confidence too")
     p.add_argument("--only", choices=("all", "shots", "sync"), default="all",
                    help="shots: only the shot figures (stages up to ShotSplit, per half; nothing is fitted for them); "
                    "sync: only the sync figures (faces on the base items; base, shifted and dubbed items per fold)")
@@ -189,25 +208,26 @@ def main(argv: list[str] | None = None) -> int:
     for backend in args.backend.split(","):
         cfg = load_config(Path(SAMPLE_MANIFESTS) / "config.yaml", out=str(args.cache / f"run-{backend}"),
                           models_dir=models_dir_for(backend, args.cache, args.shared), faces={"backend": backend},
-                          sync={"scorer": args.scorer})  # fmt: skip
+                          sync={"scorer": args.scorer, "conf_prior": "none"})  # fmt: skip (folds set their own)
         runner = Runner(cfg, args.cache / "stages")
         if args.only == "shots":  # the shot rows do not depend on the faces backend
             print(shots_only(items, runner, halves, args.misses))
             return 0
+        featurizer = WhisperFrames(cfg.models_dir) if args.conf_prior == "whisper" else None
         if args.only == "sync":
-            print(sync_only(items, cfg, args.cache, halves, backend, args.misses, args.conf_rule))
+            print(sync_only(items, cfg, args.cache, halves, backend, args.misses, args.conf_rule, featurizer))
             return 0
         video = {it.key: runner.video_rows(it) for it in items if not it.video_of}
         if args.fit_prior:
-            prior = fit_half_prior(items, video, halves, args.conf_rule)
-            prior.save(PRIOR_PATH)
-            print(f"wrote {PRIOR_PATH}: {prior.n_clips} clips, lag_bias {prior.lag_bias}, conf_scale {prior.conf_scale:.3f}")
+            path = PRIOR_PATH if featurizer is None else WHISPER_PRIOR_PATH
+            prior = fit_half_prior(items, video, halves, args.conf_rule, featurizer)
+            prior.save(path)
+            print(f"wrote {path}: {prior.n_clips} clips, lag_bias {prior.lag_bias}, conf_scale {prior.conf_scale:.3f}")
         results: dict[str, list[dict]] = {}
         folds: dict[str, tuple] = {}
         for test in halves:
             fit_halves = tuple(h for h in halves if h != test) or (test,)
-            prior, prior_path, tag = fold_prior(items, video, fit_halves, args.cache, backend, args.conf_rule)
-            fold = replace(cfg, sync=replace(cfg.sync, prior=str(prior_path)))
+            fold, tag, prior = fold_sync(cfg, items, video, fit_halves, args.cache, backend, args.conf_rule, featurizer)
             results[test] = run_all([i for i in items if i.half == test], fold, args.cache / "stages", sync_tag=tag)
             folds[test] = (fit_halves, prior)
         for test, (fit_halves, prior) in folds.items():  # blur gates: fitted on the other half's probes

@@ -37,7 +37,8 @@ def _code(*files: str) -> str:
 
 
 SHOTS_CODE = ("stages/shots.py", "transitions.py")
-SYNC_CODE = ("stages/sync.py", "models/sync_energy.py", "models/sync_fused.py", "models/sync_prior.py")
+SYNC_CODE = ("stages/sync.py", "models/sync_energy.py", "models/sync_fused.py", "models/sync_prior.py",
+             "models/sync_loader.py", "models/sync_whisper.py")
 
 
 def _cached(path: Path, fn):

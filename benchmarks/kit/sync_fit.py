@@ -39,10 +39,11 @@ def fit_decision_point(pos: list[float], neg: list[float], rule: str = "balanced
     raise ValueError(f"conf rule {rule!r}: one of {', '.join(CONF_RULES)}")
 
 
-def fit(clips: list[dict], alpha: float = 100.0, rule: str = "balanced") -> AudioMouthPrior:
-    """Prior on the clips' own audio; lag_bias from the fused scorer's in-sync readings; conf_scale from the
-    decision point (`rule`, fit_decision_point) between own audio and every other identity's audio on the clips."""
-    prior = fit_prior(clips, alpha)
+def fit(clips: list[dict], alpha: float = 100.0, rule: str = "balanced", featurizer=None) -> AudioMouthPrior:
+    """Prior on the clips' own audio (log-mel, or `featurizer`'s frames); lag_bias from the fused scorer's in-sync
+    readings; conf_scale from the decision point (`rule`, fit_decision_point) between own audio and every other
+    identity's audio on the clips."""
+    prior = fit_prior(clips, alpha, featurizer)
     scorer = FusedSyncScorer(prior=prior, conf_scale=1.0)
     offsets = [scorer.raw(c, c["audio"], audio_lead_frames=LEAD)[0].offset for c in clips]  # clips carry landmarks
     prior.lag_bias = -int(np.round(np.median(offsets)))
