@@ -6,7 +6,8 @@ Clips and protocol as bench_sync_selfcal.py (the curation benchmark's in-sync ba
 stages; per clip its own audio, the audio delayed by k = +-3, 5, 8 frames, two other speakers' audio of the same
 half): every prior is fitted on the other half. Rows: the log-mel fused scorer (offset and confidence from one
 log-mel prior); a Whisper-frame prior for both; the default, the log-mel offset with the confidence from a
-Whisper-frame prior (sync.conf_prior), at +-0..2 frames of context and three ridge strengths.
+Whisper-frame prior (sync.conf_prior), at +-0..2 frames of context and three ridge strengths; and the default
+with the Whisper prior's lag curve added to the offset's (energy + log-mel) at two weights.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -25,8 +28,25 @@ from benchmarks.kit.curation_build import DEFAULT_CACHE  # noqa: E402
 from benchmarks.kit.sync_fit import LEAD, fit  # noqa: E402
 from pipeline.config import BuildConfig  # noqa: E402
 from pipeline.models import sync_prior  # noqa: E402
-from pipeline.models.sync_fused import FusedSyncScorer  # noqa: E402
+from pipeline.models.sync_energy import load_frames, smooth_curve  # noqa: E402
+from pipeline.models.sync_fused import FusedSyncScorer, _z  # noqa: E402
+from pipeline.models.sync_prior import prior_curve  # noqa: E402
 from pipeline.models.sync_whisper import WhisperFrames  # noqa: E402
+
+
+class ThreeCurveOffset(FusedSyncScorer):
+    """The default scorer with `weight` x the Whisper prior's lag curve added to the offset's curve (tried, worse)."""
+
+    def __init__(self, prior, conf_prior, weight: float):
+        super().__init__(15, prior=prior, conf_prior=conf_prior)
+        self.weight = weight
+
+    def score(self, c, audio, fps: float = 25, audio_lead_frames: int = 0):
+        cv = self.curve(c, audio, fps, audio_lead_frames)
+        frames, lms, _ = load_frames(c)
+        w = smooth_curve(prior_curve(self.conf_prior, frames, lms, audio, audio_lead_frames, self.search + 1)[0])[1:-1]
+        off = int(np.argmax(cv.values + self.weight * _z(w))) - self.search + self.prior.lag_bias
+        return int(np.clip(off, -self.search, self.search)), cv.conf
 
 
 @contextmanager
@@ -60,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         ("log-mel offset, Whisper confidence +-2", 2, whisper_conf(2, 100.0)),
         ("log-mel offset, Whisper confidence +-1, ridge alpha 10", 1, whisper_conf(1, 10.0)),
         ("log-mel offset, Whisper confidence +-1, ridge alpha 1000", 1, whisper_conf(1, 1000.0)),
+        *[(f"energy + log-mel + {wt} x Whisper curves for the offset", 1,
+           lambda h, wt=wt: ThreeCurveOffset(mel[h], fit(train[h], featurizer=frames), wt)) for wt in (0.5, 1.0)],
     ]
     print("| scorer | test half | shifts +-1 frame (n) | k=0 +-1 | AUC own vs dubbed |\n|---|---|---|---|---|")
     notes = []
