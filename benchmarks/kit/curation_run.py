@@ -37,6 +37,7 @@ def _code(*files: str) -> str:
 
 
 SHOTS_CODE = ("stages/shots.py", "transitions.py")
+FACES_CODE = ("stages/faces.py", "track.py", "takes.py", "face_video.py", "face_quality.py")
 SYNC_CODE = ("stages/sync.py", "models/sync_energy.py", "models/sync_fused.py", "models/sync_prior.py",
              "models/sync_loader.py", "models/sync_whisper.py")
 
@@ -65,7 +66,7 @@ class Runner:
         self.cfg, self.cache = cfg, Path(cache)
         self.norm_fp = _fingerprint(asdict(cfg.normalize))
         self.shots_fp = _fingerprint(self.norm_fp, asdict(cfg.shots), _code(*SHOTS_CODE))
-        self.faces_fp = _fingerprint(self.norm_fp, asdict(cfg.faces), cfg.models_dir)
+        self.faces_fp = _fingerprint(self.norm_fp, asdict(cfg.faces), cfg.models_dir, _code(*FACES_CODE))
         self.lang_fp = _fingerprint(asdict(cfg.language))
         self.sync_fp = _fingerprint(asdict(cfg.sync), asdict(cfg.quality), sync_tag, _code(*SYNC_CODE))
         self._lazy = {"download": Download, "normalize": Normalize, "shots": ShotSplit, "faces": FaceTrack}

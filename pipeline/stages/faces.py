@@ -48,11 +48,14 @@ N_ID_FRAMES = 3  # frames per segment averaged into the clip identity embedding
 # two speakers side by side at 370 and 200 px (benchmarks/RESULTS.md) were kept with the old half-area rule
 SECOND_FACE_AREA = 0.25
 N_QUALITY_FRAMES = 12  # frames per segment whose native-resolution face quality is measured (face_quality.py)
-# a track's identity is checked once a second (dlib's ResNet costs ~75 ms a face on one core); a failed check
+# a track's identity is checked every 2 s (dlib's ResNet costs ~75-110 ms a face on one core); a failed check
 # bisects the frames since the last one, so the swap is found at the first sampled frame of the other person, as
 # the former check on every sampled frame found it (a 2-s check without the bisection let a missed cut or a
-# crossfade mix two faces in a kept row: benchmarks/RESULTS.md, curation accuracy), at a fifth of the embeddings
-VERIFY_S = 1.0
+# crossfade mix two faces in a kept row: benchmarks/RESULTS.md, curation accuracy). 1 s -> 2 s kept the
+# curation benchmark's rows (no kept row mixing two faces) and saved 6-13 CPU-s per minute of footage
+# (RESULTS_pipeline.md, "identity check every 2 s"); what it misses is a second person who takes the place and
+# leaves again within 2 s
+VERIFY_S = 2.0
 
 
 def timeline_of(row: Row) -> tuple[str | None, tuple[int, int] | None]:
