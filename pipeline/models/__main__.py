@@ -18,7 +18,7 @@ from .face_blazeface import BACKEND_VARIANT, find_blazeface
 from .face_weights import dlib_model_path, find_insightface_pack, find_yunet
 from .lightasd import find_lightasd_weights
 from .sync_loader import WEIGHTS_REL
-from .whisper import find_whisper
+from .whisper import find_whisper, pypi_model_dir
 
 
 def _probe(fn: Callable[[], object]) -> tuple[bool, str]:
@@ -52,6 +52,7 @@ def check(models_dir: str) -> list[tuple[str, str, bool, str]]:
     rows.append(("sync", "SyncNet (upstream)", syncnet.is_file(), str(syncnet) if syncnet.is_file() else
                  f"put syncnet_v2.model in {syncnet.parent}/ (else the weight-free fused scorer is used)"))
     rows.append(("sync", "Light-ASD (upstream)", *_probe(lambda: find_lightasd_weights(md))))
+    rows.append(("sync", "Whisper base, fused confidence (PyPI)", *_probe(lambda: pypi_model_dir(md))))
     return rows
 
 

@@ -13,6 +13,8 @@ def test_offline_defaults_found_and_upstream_missing_says_where(tmp_path: Path) 
     assert all(found for model, (found, _) in rows.items() if model.startswith("dlib"))
     whisper_found, whisper_where = rows["Whisper (upstream wins, else PyPI base)"]
     assert whisper_found and "ct2" in whisper_where
+    # the sync confidence prior's encoder is always the PyPI base, even where a larger Whisper is in the models dir
+    assert rows["Whisper base, fused confidence (PyPI)"] == (True, str(tmp_path / "_pypi" / "whisper-base-ct2"))
     syncnet_found, syncnet_where = rows["SyncNet (upstream)"]
     assert not syncnet_found and str(tmp_path / "syncnet") in syncnet_where
     assert not rows["insightface buffalo_l (upstream)"][0]
