@@ -76,12 +76,17 @@ def evaluate(score, clips: list[dict], half: str) -> dict:
             "misses": misses}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def clips_from_args(doc: str, argv: list[str] | None) -> tuple[argparse.Namespace, list[dict]]:
+    """(--cache / --misses, the base clips): the command line these held-out sync benchmarks share."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--misses", action="store_true")
     args = p.parse_args(argv)
-    clips = base_clips(args.cache)
+    return args, base_clips(args.cache)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, clips = clips_from_args(__doc__, argv)
     energy = EnergySyncScorer(15)
     fused = {h: FusedSyncScorer(15, prior=fit([c for c in clips if c["half"] != h])) for h in "AB"}
     selfcal = {ctx: SelfCalSyncScorer(15, ctx=ctx) for ctx in (2, 3)}
@@ -102,15 +107,23 @@ def main(argv: list[str] | None = None) -> int:
         "self-calibrated +-2, + 8 mouth-pixel PCs": lambda h: lambda c, a: pix.score(c, a, audio_lead_frames=LEAD),
         "fused + z(self-calibrated +-2) curves": fused_plus_selfcal,
     }
-    print("| scorer | test half | shifts +-1 frame (n) | k=0 +-1 | AUC own vs dubbed |\n|---|---|---|---|---|")
-    notes = []
-    for name, make in variants.items():
-        for h in "AB":
-            m = evaluate(make(h), clips, h)
-            print(f"| {name} | {h} | {m['shift']:.3f} ({m['n']}) | {m['k0']} | {m['auc']:.3f} |", flush=True)
-            notes += [f"{name} / {h}: " + "; ".join(m["misses"])] if args.misses else []
+    print(TABLE_HEAD)
+    notes = [n for name, make in variants.items() for n in table_rows(name, make, clips, args.misses)]
     print("\n".join(notes))
     return 0
+
+
+TABLE_HEAD = "| scorer | test half | shifts +-1 frame (n) | k=0 +-1 | AUC own vs dubbed |\n|---|---|---|---|---|"
+
+
+def table_rows(name: str, make, clips: list[dict], misses: bool) -> list[str]:
+    """Print one scorer's row per test half (make(half) -> score(clip, audio)); its misses when asked."""
+    notes = []
+    for h in "AB":
+        m = evaluate(make(h), clips, h)
+        print(f"| {name} | {h} | {m['shift']:.3f} ({m['n']}) | {m['k0']} | {m['auc']:.3f} |", flush=True)
+        notes += [f"{name} / {h}: " + "; ".join(m["misses"])] if misses else []
+    return notes
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ with the Whisper prior's lag curve added to the offset's (energy + log-mel) at t
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from contextlib import contextmanager
@@ -23,8 +22,7 @@ import numpy as np
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_sync_selfcal import base_clips, evaluate  # noqa: E402
-from benchmarks.kit.curation_build import DEFAULT_CACHE  # noqa: E402
+from benchmarks.bench_sync_selfcal import TABLE_HEAD, clips_from_args, table_rows  # noqa: E402
 from benchmarks.kit.sync_fit import LEAD, fit  # noqa: E402
 from pipeline.config import BuildConfig  # noqa: E402
 from pipeline.models import sync_prior  # noqa: E402
@@ -49,6 +47,10 @@ class ThreeCurveOffset(FusedSyncScorer):
         return int(np.clip(off, -self.search, self.search)), cv.conf
 
 
+def scoring(scorer: FusedSyncScorer):
+    return lambda c, audio: scorer.score(c, audio, audio_lead_frames=LEAD)
+
+
 @contextmanager
 def context(frames: int):
     """The Whisper features' +-context (sync_prior.FEATURIZER_CONTEXT, read at call time) for one variant."""
@@ -60,11 +62,7 @@ def context(frames: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    p.add_argument("--misses", action="store_true")
-    args = p.parse_args(argv)
-    clips = base_clips(args.cache)
+    args, clips = clips_from_args(__doc__, argv)
     frames = WhisperFrames(BuildConfig().models_dir)
     train = {h: [c for c in clips if c["half"] != h] for h in "AB"}
     mel = {h: fit(train[h]) for h in "AB"}
@@ -83,15 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         *[(f"energy + log-mel + {wt} x Whisper curves for the offset", 1,
            lambda h, wt=wt: ThreeCurveOffset(mel[h], fit(train[h], featurizer=frames), wt)) for wt in (0.5, 1.0)],
     ]
-    print("| scorer | test half | shifts +-1 frame (n) | k=0 +-1 | AUC own vs dubbed |\n|---|---|---|---|---|")
+    print(TABLE_HEAD)
     notes = []
     for name, ctx, make in variants:
         with context(ctx):
-            for h in "AB":
-                sc = make(h)
-                m = evaluate(lambda c, a, sc=sc: sc.score(c, a, audio_lead_frames=LEAD), clips, h)
-                print(f"| {name} | {h} | {m['shift']:.3f} ({m['n']}) | {m['k0']} | {m['auc']:.3f} |", flush=True)
-                notes += [f"{name} / {h}: " + "; ".join(m["misses"])] if args.misses else []
+            notes += table_rows(name, lambda h, make=make: scoring(make(h)), clips, args.misses)
     print("\n".join(notes))
     return 0
 
