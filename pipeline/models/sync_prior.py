@@ -5,10 +5,12 @@ speech also answers by chance on short clips. A map learned from real in-sync sp
 moves (opening, width, motion) from the sound, and how well a clip's mouth follows that prediction separates its
 own audio from a dub better (benchmarks/RESULTS_sync.md, section E). Linear on per-clip standardised features,
 so it carries over to unseen speakers and languages; small (a few thousand numbers, shipped as `sync_prior.npz`,
-refit with `python benchmarks/bench_curation.py --fit-prior`).
+refit with `python benchmarks/bench_curation.py --fit-prior --conf-prior none`).
 
 - audio: 40 log-mel bands (60 Hz-7.6 kHz) of four 25-ms windows per 40-ms video frame, standardised per clip,
-  frames t-2..t+2 stacked (800 numbers);
+  frames t-2..t+2 stacked (800 numbers); or, for the prior the fused scorer takes its confidence from
+  (`sync_prior_whisper.npz`, `features` = "whisper-base"), Whisper base's encoder frames (sync_whisper.py),
+  standardised per clip, t-1..t+1 stacked (1536 numbers);
 - mouth: inner-lip opening and mouth width over face height (68 landmarks in the crop), mouth-box motion energy
   and the opening's speed, each standardised per clip;
 - score: per mouth signal, Pearson r of prediction and mouth over lags; conf = (r at the chosen lag - mean of the
