@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="where each fold's fitted conf_scale puts sync.min_conf: best balanced accuracy between "
                         "the fit half's own audio and dubs, or the 90th / 95th percentile of its dubs")
     p.add_argument("--fit-prior", action="store_true", help="refit pipeline/models/sync_prior_whisper.npz on every "
-                   "half's bases (sync_prior.npz, the log-mel one, with --conf-prior none)")
+                   "half's bases (sync_prior.npz, the log-mel one, with --conf-prior none; it was fitted --conf-rule balanced)")
     p.add_argument("--conf-prior", choices=("none", "whisper"), default="whisper",
                    help="whisper (the default scorer): each fold also fits a prior on Whisper-encoder frames and takes "
                         "the sync confidence from it (sync.conf_prior; pipeline/models/sync_whisper.py); none: the "

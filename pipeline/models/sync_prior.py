@@ -5,7 +5,7 @@ speech also answers by chance on short clips. A map learned from real in-sync sp
 moves (opening, width, motion) from the sound, and how well a clip's mouth follows that prediction separates its
 own audio from a dub better (benchmarks/RESULTS_sync.md, section E). Linear on per-clip standardised features,
 so it carries over to unseen speakers and languages; small (a few thousand numbers, shipped as `sync_prior.npz`,
-refit with `python benchmarks/bench_curation.py --fit-prior --conf-prior none`).
+refit with `python benchmarks/bench_curation.py --fit-prior --conf-prior none --conf-rule balanced`).
 
 - audio: 40 log-mel bands (60 Hz-7.6 kHz) of four 25-ms windows per 40-ms video frame, standardised per clip,
   frames t-2..t+2 stacked (800 numbers); or, for the prior the fused scorer takes its confidence from
