@@ -7,8 +7,9 @@
 Items and truth: benchmarks/kit/curation_media.py (built with ffmpeg into the cache, never into the repo). The
 sources are split in two halves by identity; any threshold fitted by `fit()` uses one half and is scored on the
 other (fold "fit A / test B", then swapped). Settings are the sample build's (manifests/sample/config.yaml) with
-the shipped defaults; every run fits, per fold on the fit half, the sync confidence scale (where `--conf-rule`
-says) and the sharpness / blockiness thresholds, and `--fit-prior` refits the shipped sync prior. The first run
+the shipped defaults; every run fits, per fold on the fit half, the sync priors (the log-mel one for the offset,
+the Whisper-frame one for the confidence unless `--conf-prior none`), the confidence scale (where `--conf-rule`
+says) and the sharpness / blockiness thresholds, and `--fit-prior` refits the shipped prior it scores with. The first run
 builds the media and runs the face stage on ~50 clips (about 25 min on one loaded core); reruns read the cache.
 """
 
