@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .sync_energy import EnergySyncScorer, SyncCurve, load_frames, smooth_curve
-from .sync_prior import PRIOR_PATH, AudioMouthPrior, prior_conf, prior_curve
+from .sync_prior import PRIOR_PATH, AudioMouthPrior, prior_conf, prior_curve, prior_signals
 
 PRIOR_WEIGHT = 2.0
 
@@ -61,7 +61,8 @@ class FusedSyncScorer:
         frames, lms, _ = load_frames(frames_or_track)
         if frames is None or lms is None or len(lms) != len(frames):
             return c, None
-        mean_r, _ = prior_curve(self.prior, frames, lms, audio_16k, audio_lead_frames, self.search + 1)
+        signals = mouth, _ = prior_signals(self.prior, frames, lms, audio_16k)  # the mouth is read once for both priors
+        mean_r, _ = prior_curve(self.prior, frames, lms, audio_16k, audio_lead_frames, self.search + 1, signals)
         sm = smooth_curve(mean_r)[1:-1]
         if not np.isfinite(sm).any():
             return c, None
@@ -69,11 +70,13 @@ class FusedSyncScorer:
         c.values = fused
         c.offset = int(np.clip(int(np.argmax(fused)) - self.search + self.prior.lag_bias, -self.search, self.search))
         if self.conf_prior is not self.prior:
-            sm = smooth_curve(prior_curve(self.conf_prior, frames, lms, audio_16k, audio_lead_frames, self.search + 1)[0])[1:-1]
+            signals = (mouth, self.conf_prior.predict(audio_16k))
+            mean_r, _ = prior_curve(self.conf_prior, frames, lms, audio_16k, audio_lead_frames, self.search + 1, signals)
+            sm = smooth_curve(mean_r)[1:-1]
             if not np.isfinite(sm).any():
                 return c, None
         lag = int(np.nanargmax(sm)) - self.search
-        z = prior_conf(self.conf_prior, frames, lms, audio_16k, audio_lead_frames, lag, self.search)
+        z = prior_conf(self.conf_prior, frames, lms, audio_16k, audio_lead_frames, lag, self.search, signals)
         return c, (float(c.conf) + PRIOR_WEIGHT * z) / (1 + PRIOR_WEIGHT)
 
     def curve(self, frames_or_track: Any, audio_16k: np.ndarray, fps: float = 25, audio_lead_frames: int = 0) -> SyncCurve:

@@ -139,11 +139,18 @@ def decision_point(pos: list[float], neg: list[float]) -> float:
     return float(cands[int(np.argmax(acc))])
 
 
+Signals = tuple[np.ndarray, np.ndarray]  # (mouth signals, the prior's prediction from the audio)
+
+
+def prior_signals(prior: AudioMouthPrior, frames: np.ndarray, landmarks_crop: np.ndarray, audio_16k: np.ndarray) -> Signals:
+    """What prior_curve and prior_conf compare: computed once per clip and prior by a caller that needs both."""
+    return mouth_features(frames, landmarks_crop), prior.predict(audio_16k)
+
+
 def prior_curve(prior: AudioMouthPrior, frames: np.ndarray, landmarks_crop: np.ndarray, audio_16k: np.ndarray,
-                lead: int, search: int) -> tuple[np.ndarray, np.ndarray]:
+                lead: int, search: int, signals: Signals | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mean r over the mouth signals per lag -search..search, (n_signals, n_lags) per signal)."""
-    v = mouth_features(frames, landmarks_crop)
-    p = prior.predict(audio_16k)
+    v, p = signals or prior_signals(prior, frames, landmarks_crop, audio_16k)
     valid = audio_frames_present(audio_16k, len(p))
     per = np.stack([lag_curve(v[:, j], p[:, j], lead, search, valid=valid) for j in range(v.shape[1])])
     with np.errstate(all="ignore"):
@@ -151,11 +158,10 @@ def prior_curve(prior: AudioMouthPrior, frames: np.ndarray, landmarks_crop: np.n
 
 
 def prior_conf(prior: AudioMouthPrior, frames: np.ndarray, landmarks_crop: np.ndarray, audio_16k: np.ndarray,
-               lead: int, lag: int, search: int) -> float:
+               lead: int, lag: int, search: int, signals: Signals | None = None) -> float:
     """Sigmas above chance at `lag`, averaged over the mouth signals (circular-shift null per signal)."""
-    v = mouth_features(frames, landmarks_crop)
-    p = prior.predict(audio_16k)
-    _, per = prior_curve(prior, frames, landmarks_crop, audio_16k, lead, search)
+    v, p = signals = signals or prior_signals(prior, frames, landmarks_crop, audio_16k)
+    _, per = prior_curve(prior, frames, landmarks_crop, audio_16k, lead, search, signals)
     i = lag + search
     zs = [null_z(v[:, j], p[:, j], lead, float(per[j, i])) for j in range(v.shape[1]) if np.isfinite(per[j, i])]
     return float(np.mean(zs)) if zs else 0.0
