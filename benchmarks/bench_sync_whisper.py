@@ -67,17 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     train = {h: [c for c in clips if c["half"] != h] for h in "AB"}
     mel = {h: fit(train[h]) for h in "AB"}
 
-    def whisper_conf(ctx: int, alpha: float):
+    def whisper_conf(alpha: float):  # its context is the variant's (`context` below)
         return lambda h: FusedSyncScorer(15, prior=mel[h], conf_prior=fit(train[h], alpha, featurizer=frames))
 
     variants = [
         ("log-mel prior, offset and confidence (before)", 2, lambda h: FusedSyncScorer(15, prior=mel[h])),
         ("Whisper-frame prior, offset and confidence (+-1)", 1, lambda h: FusedSyncScorer(15, prior=fit(train[h], featurizer=frames))),
-        ("log-mel offset, Whisper confidence +-0", 0, whisper_conf(0, 100.0)),
-        ("log-mel offset, Whisper confidence +-1 (default)", 1, whisper_conf(1, 100.0)),
-        ("log-mel offset, Whisper confidence +-2", 2, whisper_conf(2, 100.0)),
-        ("log-mel offset, Whisper confidence +-1, ridge alpha 10", 1, whisper_conf(1, 10.0)),
-        ("log-mel offset, Whisper confidence +-1, ridge alpha 1000", 1, whisper_conf(1, 1000.0)),
+        ("log-mel offset, Whisper confidence +-0", 0, whisper_conf(100.0)),
+        ("log-mel offset, Whisper confidence +-1 (default)", 1, whisper_conf(100.0)),
+        ("log-mel offset, Whisper confidence +-2", 2, whisper_conf(100.0)),
+        ("log-mel offset, Whisper confidence +-1, ridge alpha 10", 1, whisper_conf(10.0)),
+        ("log-mel offset, Whisper confidence +-1, ridge alpha 1000", 1, whisper_conf(1000.0)),
         *[(f"energy + log-mel + {wt} x Whisper curves for the offset", 1,
            lambda h, wt=wt: ThreeCurveOffset(mel[h], fit(train[h], featurizer=frames), wt)) for wt in (0.5, 1.0)],
     ]
