@@ -39,7 +39,7 @@ class WhisperFrames:
 
         self.model = WhisperModel(str(pypi_model_dir(models_dir)), device="cpu", compute_type="int8",
                                   cpu_threads=cpu_threads)  # fmt: skip
-        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()  # the scorer asks for one clip's audio twice
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()  # fitting reads one clip's audio more than once
 
     def encode(self, audio_16k: np.ndarray) -> np.ndarray:
         """(n_20ms_frames, d) encoder output of the whole audio, in 30-s pieces."""
