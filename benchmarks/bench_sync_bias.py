@@ -79,12 +79,12 @@ def readings(clips: list[dict], fused: dict[str, FusedSyncScorer]) -> dict[tuple
     return {(c["key"], k): fused[c["half"]].score(c, delayed(c, k), audio_lead_frames=LEAD)[0] for c in clips for k in KS}
 
 
-def agreement(clips: list[dict], reads: dict[tuple[str, int], int], scorer: dict[str, FusedSyncScorer]) -> None:
+def agreement(clips: list[dict], reads: dict[tuple[str, int], int], fused_by_half: dict[str, FusedSyncScorer]) -> None:
     """The energy and prior readings alone, and their disagreement on the fused scorer's hits and misses."""
     print("\n### energy vs prior readings\n\n| test half | rule | flags hits | flags misses |\n|---|---|---|---|")
     alone: dict[tuple[str, int], tuple[int, int]] = {}
     for h in "AB":
-        fused = scorer[h]
+        fused = fused_by_half[h]
         for c in (c for c in clips if c["half"] == h):
             frames, lms, _ = load_frames(c)
             for k in KS:

@@ -74,14 +74,14 @@ class Track:
 class IouTracker:
     """Greedy IoU linking (>= iou_link) over sampled frames; a track ends after max_missed frames unseen.
 
-    Identity check: `embed(i)` gives detection i's identity (computed lazily: ~75 ms on CPU for dlib). A new track
-    stores one; an IoU link is re-verified every `verify_every` frames (a different person in the same place,
-    e.g. a missed cut or a crossfade, ends the track), and a detection that overlaps nothing may re-join a track
-    lost for a few frames when the identity matches (fast head turns, a hand over the face). When a check fails,
-    the links made since the last passing one are bisected by identity (embedded only then: log2 of them), so
-    the other person's frames leave the track from the first sampled frame they appear, as a check on every
-    sampled frame would find, for a fraction of the embeddings. Missed: someone who takes the place and leaves
-    again between two checks.
+    Identity check: `embed(i)` gives detection i's identity (computed lazily: dlib takes 55-110 ms a face on one
+    CPU core, by machine). A new track stores one; an IoU link is re-verified every `verify_every` frames (a
+    different person in the same place, e.g. a missed cut or a crossfade, ends the track), and a detection that
+    overlaps nothing may re-join a track lost for a few frames when the identity matches (fast head turns, a hand
+    over the face). When a check fails, the links made since the last passing one are bisected by identity
+    (embedded only then: log2 of them), so the other person's frames leave the track from the first sampled frame
+    they appear, as a check on every sampled frame would find, for a fraction of the embeddings. Missed: someone
+    who takes the place and leaves again between two checks.
     """
 
     def __init__(self, iou_link: float, max_missed: int, verify_every: int, same: Callable[[np.ndarray, np.ndarray], bool],

@@ -78,9 +78,9 @@ class BlazeFaceDetector:
     """BlazeFace on one letterboxed square per frame; boxes in source px, scores in [0, 1] (no 5-point kps)."""
 
     def __init__(self, models_dir: str | Path, backend: str = "blazeface"):
-        self.name = backend
-        _, self.side, strides, per_layer, self.min_score, self.confident_score = VARIANTS[BACKEND_VARIANT[backend]]
-        self.net = _interpreter(find_blazeface(models_dir, BACKEND_VARIANT[backend]))
+        self.name, variant = backend, BACKEND_VARIANT[backend]
+        _, self.side, strides, per_layer, self.min_score, self.confident_score = VARIANTS[variant]
+        self.net = _interpreter(find_blazeface(models_dir, variant))
         self._in = self.net.get_input_details()[0]["index"]
         outs = sorted(self.net.get_output_details(), key=lambda d: d["shape"][-1], reverse=True)
         self._reg, self._cls = outs[0]["index"], outs[1]["index"]  # (1, N, 16) boxes + keypoints, (1, N, 1) scores
