@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.kit.cputime import process_cpu, run_measured  # noqa: E402
 from pipeline import build, media  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from pipeline.config import LANGS, load_config  # noqa: E402
 from pipeline.finalize import finalize  # noqa: E402
 from pipeline.manifest import load_manifests  # noqa: E402
 
@@ -92,12 +92,12 @@ def ray_run(args: argparse.Namespace, out: Path, actors: int) -> tuple[float, fl
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--manifests", default=str(ROOT / "manifests" / "sample"))
-    p.add_argument("--lang", default="en", help="comma list of languages")
+    p.add_argument("--lang", default="en", help="comma list of languages, or 'all' (as pipeline.build)")
     p.add_argument("--limit", type=int, default=3, help="source videos per language (0 = all)")
     p.add_argument("--workers", default="1", help="actors per model stage for the Ray runs, comma list")
     p.add_argument("--skip-ray", action="store_true")
     args = p.parse_args()
-    langs = [x for x in args.lang.split(",") if x]
+    langs = list(LANGS) if args.lang == "all" else [x for x in args.lang.split(",") if x]
     seeds = [s for s in load_manifests(args.manifests, langs, limit=args.limit) if Path(s["source"]).is_file()]
     if not seeds:
         raise SystemExit("no local sources in the manifests")
@@ -125,8 +125,8 @@ def main() -> None:
     for name, t, c in rows:
         print(f"| {name} | {t:.1f} | {secs / t:.2f} | {t / dec_wall:.1f} | {c:.1f} | {c * per_min:.1f} | "
               f"{c / dec_cpu:.1f} |")
-    print(f"\nkept clips: {kept}; Ray's extra CPU over in-process: "
-          + ", ".join(f"{100 * (c / cpu - 1):+.0f} % ({n.split(', ')[-1]})" for n, _, c in rows[2:]) + "\n")
+    extra = ", ".join(f"{100 * (c / cpu - 1):+.0f} % ({n.split(', ')[-1]})" for n, _, c in rows[2:])
+    print(f"\nkept clips: {kept}; Ray's extra CPU over in-process: {extra or 'not run (--skip-ray)'}\n")
     print("| stage | init wall s | init CPU s | process wall s | process CPU s | CPU s per min of footage | "
           "share of process CPU |\n|---|---:|---:|---:|---:|---:|---:|")
     total = sum(t[3] for t in times.values()) or 1.0
