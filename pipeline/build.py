@@ -31,6 +31,7 @@ from . import faults
 from .config import LANGS, SAMPLE_MANIFESTS, BuildConfig, load_config, save_config
 from .ledger_parts import part_of
 from .manifest import load_manifests
+from .overlap import run_overlapped
 from .ray_connect import RAY_CONNECT_TIMEOUT_S, RayUnavailable, connect_ray  # noqa: F401
 from .record import STATUS_OK, STATUS_RETRY, Row
 from .stages.base import Stage
@@ -64,7 +65,8 @@ def group_by_video(rows: Iterable[Row]) -> list[list[Row]]:
 
 
 def run_local(stages: list[Stage], videos: Iterable[list[Row]]) -> Iterator[list[Row]]:
-    """The same graph in this process, no Ray: for tests, debugging and `--no-ray`."""
+    """The same graph in this process, no Ray, one video at a time through every stage: for tests, debugging
+    and `--no-ray --sequential` (`--no-ray` overlaps the stages: pipeline/overlap.py)."""
     for rows in videos:
         batch = [rows]
         for stage in stages:
@@ -210,9 +212,11 @@ def run_ray(cfg: BuildConfig, videos: list[list[Row]], stages: list[type[Stage]]
         yield pickle.loads(item["video"])
 
 
-def build(cfg: BuildConfig, use_ray: bool = True, stages: list[type[Stage]] | None = None) -> dict:
+def build(cfg: BuildConfig, use_ray: bool = True, stages: list[type[Stage]] | None = None,
+          sequential: bool = False) -> dict:
     """Run the whole build; returns the stats dict also written to <out>/stats.json. `stages`: debug subset
-    (Commit is always appended: without it nothing would be committed).
+    (Commit is always appended: without it nothing would be committed). Without Ray the stages overlap across
+    videos, a thread each (pipeline/overlap.py); `sequential` takes one video at a time through all of them.
 
     Order: manifests are validated and their keys checked (nothing written yet), then the --out lock is taken
     before anything goes into --out. A rerun with nothing left to do builds no stage (no model loads); it still
@@ -246,7 +250,7 @@ def build(cfg: BuildConfig, use_ray: bool = True, stages: list[type[Stage]] | No
                 stages = list(STAGES) if stages is None else list(stages)
                 if Commit not in stages:
                     stages.append(Commit)
-                stopped = _run_stream(cfg, todo, use_ray, stages, pending, t0)
+                stopped = _run_stream(cfg, todo, use_ray, stages, pending, t0, sequential)
                 if stopped is not None:  # a transient failure of the whole stream (the cluster lost, ...)
                     done = sink.done_videos(out)
                     for seed in todo:
@@ -279,7 +283,7 @@ def _finalize_anyway(cfg: BuildConfig, use_ray: bool, finished: bool, finalize) 
 
 
 def _run_stream(cfg: BuildConfig, todo: list[Row], use_ray: bool, stages: list[type[Stage]],
-                pending: dict[str, dict[str, str]], t0: float) -> BaseException | None:
+                pending: dict[str, dict[str, str]], t0: float, sequential: bool = False) -> BaseException | None:
     """Gather every finished video (Commit wrote its ledger entry where it ran); a video with a retry_later row
     goes into `pending`. Returns the transient error that cut the stream short, if any."""
     from tqdm import tqdm
@@ -287,7 +291,11 @@ def _run_stream(cfg: BuildConfig, todo: list[Row], use_ray: bool, stages: list[t
     videos = [[s] for s in todo]
     if use_ray:
         start_ray(cfg, stages)  # before the stream: a cluster that cannot be reached is a refusal, not a retry
-    stream = run_ray(cfg, videos, stages) if use_ray else run_local([cls(cfg) for cls in stages], videos)
+        stream = run_ray(cfg, videos, stages)
+    elif sequential:
+        stream = run_local([cls(cfg) for cls in stages], videos)
+    else:  # one thread per stage, videos overlapped (pipeline/overlap.py)
+        stream = run_overlapped([cls(cfg) for cls in stages], videos, group_by_video)
     with tqdm(total=len(todo), desc="videos", unit="video", file=sys.stderr, disable=None) as bar:
         last_log, n_done, n_ok, n_drop = 0.0, 0, 0, 0
         seen: dict[str, set[int]] = {}  # video -> parts arrived
@@ -354,7 +362,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--actors", type=int, default=None, help="actors per model stage (default 0: an autoscaling pool "
                    "from 1 to the stage's share of the cluster's CPUs or GPUs)")
     p.add_argument("--transcribe", action="store_true", default=None, help="store a Whisper transcript in each .json")
-    p.add_argument("--no-ray", action="store_true", help="run every stage in this process (debugging)")
+    p.add_argument("--no-ray", action="store_true", help="run every stage in this process, without Ray: a thread "
+                   "per stage, so one video's faces overlap the next stages of the one before")
+    p.add_argument("--sequential", action="store_true", help="with --no-ray: one video at a time through every "
+                   "stage (debugging)")
     p.add_argument("--stages", default=None, help=argparse.SUPPRESS)  # debug: comma list of Stage class names
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -365,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     langs = list(LANGS) if args.lang == "all" else [x.strip() for x in args.lang.split(",") if x.strip()]
+    if args.sequential and not args.no_ray:
+        print("error: --sequential is a mode of --no-ray (on Ray the stages always overlap)", file=sys.stderr)
+        return EXIT_REFUSED
     bad = [x for x in langs if x not in LANGS]
     if bad:
         print(f"error: unknown language(s) {bad}; choose from {', '.join(LANGS)}", file=sys.stderr)
@@ -388,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             actors=args.actors,
             language={"transcribe": True} if args.transcribe else None,
         )
-        stats = build(cfg, use_ray=not args.no_ray, stages=resolve_stages(args.stages))
+        stats = build(cfg, use_ray=not args.no_ray, stages=resolve_stages(args.stages), sequential=args.sequential)
     except BaseException as exc:  # noqa: BLE001 - one clear line for every failure (-v adds the traceback)
         if isinstance(exc, SystemExit):
             raise

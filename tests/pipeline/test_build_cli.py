@@ -30,10 +30,14 @@ def test_unknown_setting_and_language(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "unknown setting 'min_face_pixels'" in proc.stderr
     proc = _build("--lang", "xx", "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and "unknown language" in proc.stderr
+    proc = _build("--sequential", "--out", str(tmp_path / "out"))  # a mode of --no-ray only
+    assert proc.returncode == 2 and "--sequential is a mode of --no-ray" in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_help_explains_the_options() -> None:
     proc = _build("--help")
     assert proc.returncode == 0
-    for flag in ("--lang", "--manifests", "--out", "--config", "--models-dir", "--num-gpus", "--actors", "--transcribe"):
+    for flag in ("--lang", "--manifests", "--out", "--config", "--models-dir", "--num-gpus", "--actors", "--transcribe",
+                 "--no-ray", "--sequential"):
         assert flag in proc.stdout
