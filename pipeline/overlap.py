@@ -8,21 +8,29 @@ thread-safe), the heavy work releases the GIL (ffmpeg children, onnxruntime, Ope
 out in the order they went in.
 
 The last stage (Commit, which writes the ledger) runs in the caller's thread, as in the sequential graph: a
-Ctrl-C lands there, so a video whose ffmpeg the same Ctrl-C killed is never committed as a drop.
+Ctrl-C lands there, so a video whose ffmpeg the same Ctrl-C killed is never committed as a drop. On the way out
+(Ctrl-C, an error, the stream closed) the stage threads stop between rows (`Stage.stopping`) and are joined
+before the caller goes on: finalize then runs alone, and no thread is inside a native library (ctranslate2,
+torch) when the interpreter exits, which aborts the process ("terminate called without an active exception").
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from .record import Row
-from .stages.base import Stage
+from .stages.base import Stage, Stopped
+
+log = logging.getLogger(__name__)
 
 Unit = list[Row]
 _END = object()  # the stream is over
 _POLL_S = 0.2  # how often a blocked thread looks at the stop flag
+JOIN_S = 120.0  # how long the way out waits for a stage thread to finish the row in hand
 
 
 class _Failed:
@@ -73,6 +81,8 @@ def _work(stage: Stage, split: Callable[[list[Row]], list[Unit]], inq: queue.Que
             return
         try:
             units = split(stage.apply(item))  # type: ignore[arg-type]
+        except Stopped:
+            return
         except BaseException as exc:  # noqa: BLE001 - carried to the caller
             _put(out, _Failed(exc), stop)
             return
@@ -86,8 +96,8 @@ def run_overlapped(stages: list[Stage], videos: Iterable[Unit], split: Callable[
     """The units that come out of the last stage, as `run_local` yields them (same order), with every stage but
     the last running in its own thread. `split` regroups a stage's output into units (`build.group_by_video`);
     `depth` is how many units wait between two stages (memory stays bounded by the number of stages).
-    Closing the iterator early stops the threads at their next unit; they are daemons, so a unit still in a
-    stage never holds up the process's exit."""
+    Closing the iterator early (or an exception in the caller) stops the threads between rows and joins them
+    (JOIN_S in all; a thread still busy then is left behind, a daemon, and logged)."""
     if not stages:
         yield from videos
         return
@@ -95,6 +105,7 @@ def run_overlapped(stages: list[Stage], videos: Iterable[Unit], split: Callable[
     queues = [queue.Queue(maxsize=depth) for _ in stages]
     threads = [threading.Thread(target=_feed, args=(videos, queues[0], stop), name="overlap-feed", daemon=True)]
     for i, stage in enumerate(stages[:-1]):
+        stage.stopping = stop
         threads.append(threading.Thread(target=_work, args=(stage, split, queues[i], queues[i + 1], stop),
                                         name=f"overlap-{stage.name}", daemon=True))  # fmt: skip
     for t in threads:
@@ -110,3 +121,10 @@ def run_overlapped(stages: list[Stage], videos: Iterable[Unit], split: Callable[
             yield from split(last.apply(item))  # type: ignore[arg-type]
     finally:
         stop.set()
+        deadline = time.monotonic() + JOIN_S
+        for t in threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                log.warning("overlap: %s is still busy after %.0f s; leaving without it", t.name, JOIN_S)
+        for stage in stages[:-1]:
+            stage.stopping = None

@@ -11,6 +11,7 @@ copy of the row, and then marks the row `retry_later`; any other exception becom
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +26,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class Stopped(BaseException):
+    """The run is stopping (pipeline/overlap.py set the stage's `stopping`): a BaseException, so no stage turns it
+    into a drop, and the unit in hand is left for the next run."""
+
+
 class Stage:
     name: str = "stage"  # must be a key of record.DROP_REASONS
+    # set by the overlapped in-process graph (pipeline/overlap.py): once set, run_video stops between rows
+    stopping: threading.Event | None = None
     uses_model: bool = False  # model stages run as Ray actor pools (GPU when present)
     # also process rows a soft gate dropped (pipeline/gates.py), so `pipeline.select` can re-keep them
     scores_soft_drops: bool = False
@@ -81,6 +89,8 @@ class Stage:
         """All rows of one source video through this stage (the unit of work in the Ray graph)."""
         out: list[Row] = []
         for row in rows:
+            if self.stopping is not None and self.stopping.is_set():
+                raise Stopped(f"{self.name}: the run is stopping")
             out.extend(self(row))
         return out
 

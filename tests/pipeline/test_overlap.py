@@ -103,6 +103,31 @@ def test_closing_early_stops_every_thread(cfg):
         assert not t.is_alive(), t.name
 
 
+def test_closing_stops_a_stage_between_the_rows_of_the_unit_in_hand(cfg):
+    """A Ctrl-C must not wait for a whole many-clip video to go through a stage (pipeline/overlap.py, JOIN_S)."""
+    done: list[str] = []
+    reached = threading.Event()
+
+    class Slow(Tag):
+        def process(self, row):
+            done.append(row["key"])
+            if row["key"] == "v1-1":  # held until the run stops: the close happens while this unit is in hand
+                reached.set()
+                assert self.stopping.wait(timeout=60)
+            return super().process(row)
+
+    v1 = [{"key": f"v1-{i}", "video_key": "v1", "status": "ok"} for i in range(50)]
+    slow = Slow(cfg, "a")
+    stream = run_overlapped([slow, Tag(cfg, "b"), Tag(cfg, "c")], [_videos(1)[0], v1], group_by_video)
+    assert next(stream)[0]["key"] == "v0"
+    before = set(threading.enumerate())
+    assert reached.wait(timeout=60)
+    stream.close()  # returns once the threads are joined
+    assert done == ["v0", "v1-0", "v1-1"]  # v1-2 .. v1-49 never started
+    assert not [t for t in before if t.name.startswith("overlap-") and t.is_alive()]
+    assert slow.stopping is None
+
+
 @pytest.mark.slow  # one more real build beside the session's reference build
 def test_a_real_build_gives_the_same_clips_overlapped_and_one_video_at_a_time(tmp_path, tmp_path_factory,
                                                                               shared_media):

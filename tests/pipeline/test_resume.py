@@ -63,6 +63,41 @@ def test_kill9_and_resume_gives_the_same_keys(tmp_path, tmp_path_factory, shared
     assert ledgers == sorted(p.name for p in (clean / "ledger").glob("*.json")), why
 
 
+def _ledger_rows(out) -> dict[str, list[tuple]]:
+    from pipeline.index import read_ledger
+
+    return {e["video_key"]: [(r["key"], r["status"], r.get("drop_reason", "")) for r in e["rows"]]
+            for e in read_ledger(out)}  # fmt: skip
+
+
+@pytest.mark.slow  # a reference build, then a build interrupted and resumed
+def test_ctrl_c_commits_only_whole_videos_and_a_rerun_completes(tmp_path, tmp_path_factory, shared_media):
+    """Ctrl-C to the whole process group, as a terminal sends it: the build's ffmpeg children die with it, and in
+    the overlapped `--no-ray` graph a stage thread sees its decode fail; no such video may be committed (as an
+    `error` drop or anything else the uninterrupted run did not commit), and the rerun gives the reference."""
+    clean, manifests, cfg_yaml, t_clean = reference_run(tmp_path_factory, shared_media, N_VIDEOS)
+    seed = int(os.environ.get("TFW_RESUME_SEED", random.randrange(10**6)))
+    delay = random.Random(seed).uniform(0.3, 0.7) * t_clean
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(build_cmd(out, manifests, cfg_yaml), cwd=ROOT, env=run_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    why = f"seed={seed}, t_clean={t_clean:.1f}s, SIGINT at {delay:.1f}s, exit {proc.returncode}: {err[-1500:]}"
+    assert proc.returncode in (0, 130), why
+    if proc.returncode == 130:
+        assert "interrupted: finished videos are committed" in err, why
+    want = _ledger_rows(clean)
+    got = _ledger_rows(out)
+    assert {vk: want.get(vk) for vk in got} == got, why  # each committed video exactly as the reference has it
+    run_build(out, manifests, cfg_yaml)
+    assert sorted(shard_keys(out)) == sorted(shard_keys(clean)), why
+    assert _ledger_rows(out) == want, why
+
+
 def test_interrupt_commits_the_videos_already_finished(tmp_path, shared_media, media_cache, monkeypatch):
     """Ctrl-C (or a Ray error) mid-run: build() still closes the sink, so finished videos need no redo."""
     from pipeline import build
