@@ -127,9 +127,10 @@ def describe(exc: BaseException) -> str:
 
 
 def retrying(fn: Callable[[], T], *, attempts: int, backoff_s: float, max_backoff_s: float, what: str,
-             before: Callable[[], None] | None = None) -> T:
+             before: Callable[[], None] | None = None, sleep: Callable[[float], object] | None = None) -> T:
     """fn() with up to `attempts` tries while it fails transiently (sleeping backoff_s, 2x, 4x, ... between);
-    permanent failures and the last transient one propagate. `before` runs ahead of every try (fault hook)."""
+    permanent failures and the last transient one propagate. `before` runs ahead of every try (fault hook);
+    `sleep` (default time.sleep) may return early, e.g. when the run is stopping."""
     delay = backoff_s
     for attempt in range(1, max(1, attempts) + 1):
         try:
@@ -141,6 +142,6 @@ def retrying(fn: Callable[[], T], *, attempts: int, backoff_s: float, max_backof
                 raise
             log.warning("%s: transient failure (try %d of %d), retrying in %.1f s: %s",
                         what, attempt, attempts, delay, describe(exc))  # fmt: skip
-            time.sleep(delay)
+            (sleep or time.sleep)(delay)
             delay = min(delay * 2, max_backoff_s)
     raise AssertionError("unreachable")

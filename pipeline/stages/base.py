@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -61,7 +62,23 @@ class Stage:
         """fn() retried while it fails transiently (retry.attempts tries, backoff); other failures propagate."""
         r = self.cfg.retry
         return faults.retrying(fn, attempts=r.attempts, backoff_s=r.backoff_s, max_backoff_s=r.max_backoff_s,
-                               what=f"{self.name} {key}", before=inject.at_try)  # fmt: skip
+                               what=f"{self.name} {key}", before=self._before_try, sleep=self._backoff)  # fmt: skip
+
+    def _backoff(self, delay: float) -> None:
+        """The sleep between tries, cut short when the run is stopping (the next try then raises Stopped)."""
+        if self.stopping is None:
+            time.sleep(delay)
+        else:
+            self.stopping.wait(delay)
+
+    def _before_try(self) -> None:
+        """Ahead of every try: no retry once the run is stopping (a Ctrl-C also kills the ffmpeg being retried)."""
+        self.check_stopping()
+        inject.at_try()
+
+    def check_stopping(self) -> None:
+        if self.stopping is not None and self.stopping.is_set():
+            raise Stopped(f"{self.name}: the run is stopping")
 
     def failed(self, row: Row, exc: BaseException) -> Row:
         """The row after `exc` escaped its retries: retry_later when transient, else the drop reason "error"."""
@@ -89,8 +106,7 @@ class Stage:
         """All rows of one source video through this stage (the unit of work in the Ray graph)."""
         out: list[Row] = []
         for row in rows:
-            if self.stopping is not None and self.stopping.is_set():
-                raise Stopped(f"{self.name}: the run is stopping")
+            self.check_stopping()
             out.extend(self(row))
         return out
 

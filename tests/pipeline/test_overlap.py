@@ -6,6 +6,7 @@ Stage logic only (stand-in stages); the real stages run overlapped in every `--n
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 
@@ -126,6 +127,28 @@ def test_closing_stops_a_stage_between_the_rows_of_the_unit_in_hand(cfg):
     assert done == ["v0", "v1-0", "v1-1"]  # v1-2 .. v1-49 never started
     assert not [t for t in before if t.name.startswith("overlap-") and t.is_alive()]
     assert slow.stopping is None
+
+
+def test_a_stopping_stage_does_not_retry(cfg):
+    """A Ctrl-C also kills the ffmpeg a stage is running, which reads as a transient failure: once the run is
+    stopping, the stage must not sleep and try again (each retry would hold up the way out)."""
+    from pipeline.faults import Transient
+    from pipeline.stages.base import Stopped
+
+    tries: list[int] = []
+
+    class Flaky(Tag):
+        def process(self, row):
+            tries.append(1)
+            self.stopping.set()  # the run stops while this try is in hand
+            raise Transient("ffmpeg exit -2")
+
+    slow_retries = dataclasses.replace(cfg, retry=dataclasses.replace(cfg.retry, attempts=3, backoff_s=600.0))
+    flaky = Flaky(slow_retries, "a")
+    flaky.stopping = threading.Event()
+    with pytest.raises(Stopped):  # without the stop: 600 s of sleep, then a second try
+        flaky.run_video(_videos(1)[0])
+    assert tries == [1]
 
 
 @pytest.mark.slow  # one more real build beside the session's reference build
