@@ -329,7 +329,7 @@ def _run_stream(cfg: BuildConfig, todo: list[Row], use_ray: bool, stages: list[t
                 raise
             log.error("the run stopped early after a transient failure: %s", faults.describe(exc))
             return exc
-        finally:  # a Ctrl-C or an error here: the in-process stage threads stop at their next unit now, not
+        finally:  # a Ctrl-C or an error here: the in-process stage threads stop between rows now, not
             if not use_ray:  # when the generator is collected (the traceback holds this frame, and so the stream)
                 stream.close()
     return None

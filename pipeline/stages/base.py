@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -59,17 +58,12 @@ class Stage:
         return d
 
     def attempt(self, fn: Callable[[], T], key: object) -> T:
-        """fn() retried while it fails transiently (retry.attempts tries, backoff); other failures propagate."""
+        """fn() retried while it fails transiently (retry.attempts tries, backoff); other failures propagate.
+        In an overlapped run the backoff is cut short when the run stops (the next try then raises Stopped)."""
         r = self.cfg.retry
+        sleep = self.stopping.wait if self.stopping is not None else None
         return faults.retrying(fn, attempts=r.attempts, backoff_s=r.backoff_s, max_backoff_s=r.max_backoff_s,
-                               what=f"{self.name} {key}", before=self._before_try, sleep=self._backoff)  # fmt: skip
-
-    def _backoff(self, delay: float) -> None:
-        """The sleep between tries, cut short when the run is stopping (the next try then raises Stopped)."""
-        if self.stopping is None:
-            time.sleep(delay)
-        else:
-            self.stopping.wait(delay)
+                               what=f"{self.name} {key}", before=self._before_try, sleep=sleep)  # fmt: skip
 
     def _before_try(self) -> None:
         """Ahead of every try: no retry once the run is stopping (a Ctrl-C also kills the ffmpeg being retried)."""
