@@ -92,6 +92,16 @@ def probe(path: str | Path, timeout: float = 60.0) -> dict:
     return result
 
 
+def sample_aspect(text: str | None) -> float:
+    """ffprobe's sample_aspect_ratio ("64:45") as a number; 1.0 when absent or unknown ("0:1", "N/A")."""
+    num, _, den = (text or "").partition(":")
+    try:
+        value = float(num) / float(den)
+    except (ValueError, ZeroDivisionError):
+        return 1.0
+    return value if value > 0 else 1.0
+
+
 def stream_duration(path: str | Path, cap_s: float, timeout: float = 300.0) -> float:
     """Seconds the packets of the first video (else audio) stream span, for containers that state no duration
     (written to a pipe, a live recording). Demuxes, never decodes, and stops after cap_s + 1 s: the answer is

@@ -28,7 +28,8 @@ MIN_DECODED_FRACTION = 0.9
 
 
 def stream_info(path: str | Path, timeout: float = 60.0) -> dict:
-    """Which real streams a file has: cover art / thumbnails are not video. Raises MediaError if unreadable."""
+    """Which real streams a file has (cover art / thumbnails are not video) and the video's sample aspect ratio.
+    Raises MediaError if unreadable."""
     info = media.ffprobe_json(path, timeout)
     streams = info.get("streams", [])
     video = [
@@ -40,6 +41,7 @@ def stream_info(path: str | Path, timeout: float = 60.0) -> dict:
         "has_video": bool(video),
         "has_audio": bool(audio),
         "duration_s": float(info.get("format", {}).get("duration") or 0.0),
+        "sar": media.sample_aspect(video[0].get("sample_aspect_ratio")) if video else 1.0,
     }
 
 
@@ -65,7 +67,7 @@ class Normalize(Stage):
         cap = self.cfg.download.max_duration_s
         # Both streams start at the file's t=0 (first frame repeated, silence padded), so sample i of audio.wav
         # and frame k of the timeline line up even when the source's streams start at different times.
-        vf = timeline_filter(c.max_short_side)
+        vf = timeline_filter(c.max_short_side, square_pixels=abs(info.get("sar", 1.0) - 1.0) < 1e-3)
         af = f"aresample={SAMPLE_RATE}:async=1:first_pts=0"
         audio_out = ["-af", af, "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le"]
         try:

@@ -74,6 +74,26 @@ def test_real_clip_becomes_25fps_cfr_and_16k_mono(tmp_path, shared_media, name, 
     assert not list(Path(row["audio_path"]).parent.glob(".*"))  # no temp files left behind
 
 
+@pytest.mark.parametrize("stored,sar", [("256:512", "2"), ("640:512", "4/5")])  # stored size, SAR: shown 512x512
+@pytest.mark.parametrize("reencode", [False, True])
+def test_non_square_pixels_are_resampled_to_the_shown_shape(tmp_path, talking_clip, stored, sar, reencode):
+    """A source whose pixels are not square (SD broadcast, HDV, a squeezed upload) is put on the timeline at the
+    shape it is shown at: setsar=1 alone kept the stored pixels and squeezed the face (read as extreme_pose)."""
+    src = tmp_path / "anamorphic.mp4"
+    ffmpeg("-i", str(talking_clip.path), "-t", "2", "-vf", f"scale={stored},setsar={sar}", "-c:v", "libx264", "-crf",
+           "16", "-c:a", "copy", str(src), timeout=120)  # fmt: skip
+    cfg = BuildConfig(out=str(tmp_path / "out"), normalize=NormalizeConfig(reencode=reencode))
+    [row] = Normalize(cfg)(_row(src))
+    assert row["status"] == "ok", row
+    assert (row["width"], row["height"]) == (512, 512)
+    got = _timeline(row)[:10].astype(np.float32)
+    want = np.stack(list(iter_frames(talking_clip.path, 0.0, 0.4, size=(512, 512))))[:10].astype(np.float32)
+    assert got.shape == want.shape
+    assert np.abs(got - want).mean() < 6.0  # the same picture after a squeeze and back (bicubic): ~2 grey levels
+    [square] = Normalize(BuildConfig(out=str(tmp_path / "sq")))(_row(talking_clip.path))
+    assert square["norm_vf"] == timeline_filter(NormalizeConfig().max_short_side)  # square sources: chain unchanged
+
+
 def test_the_timeline_from_a_clip_start_is_the_timeline_from_zero(shared_media):
     """A clip decoded from start_s (input seek + pre-roll) gets exactly the frames a decode from 0 gives there,
     on a 30 fps, a variable-frame-rate and an HEVC portrait source: frame k of a clip is frame start_s*25 + k."""
