@@ -49,12 +49,27 @@ def _mux(video_src: Path, audio: np.ndarray, dst: Path) -> None:
     tmp.replace(dst)
 
 
+# Other encoders, for the gates' generalisation beyond the benchmark's own x264 recipe (tests/pipeline/
+# test_face_quality.py): x264 at its default preset (medium: stronger deblocking), and two intra DCT codecs
+# without in-loop deblocking, at qualities a careful person keeps (ProRes proxy, MJPEG q 3).
+OTHER_ENCODERS: dict[str, tuple[str, ...]] = {
+    "crf45_medium": ("-c:v", "libx264", "-crf", "45", "-pix_fmt", "yuv420p"),
+    "prores_proxy": ("-c:v", "prores_ks", "-profile:v", "0"),
+    "mjpeg_q3": ("-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p"),
+}
+
+
 def degrade(src: Path, dst: Path, kind: str, seconds: float) -> Path:
-    """The first `seconds` of `src` blurred (Gaussian sigma 3) or re-encoded at x264 CRF 45, audio kept (PCM)."""
+    """The first `seconds` of `src` blurred (Gaussian sigma 3) or re-encoded at x264 CRF 45, audio kept (PCM);
+    or re-encoded by one of OTHER_ENCODERS."""
     if not dst.exists():
-        vf, crf = {"blur": ("gblur=sigma=3", "18"), "crf45": ("null", "45"), "clean": ("null", "18")}[kind]
         tmp = dst.with_name(dst.stem + ".tmp.mkv")
-        media.ffmpeg("-i", str(src), "-t", f"{seconds:.3f}", "-vf", vf, *_X264, "-crf", crf, *_AUDIO_OUT, str(tmp))
+        if kind in OTHER_ENCODERS:
+            enc: tuple[str, ...] = ("-vf", "null", *OTHER_ENCODERS[kind])
+        else:
+            vf, crf = {"blur": ("gblur=sigma=3", "18"), "crf45": ("null", "45"), "clean": ("null", "18")}[kind]
+            enc = ("-vf", vf, *_X264, "-crf", crf)
+        media.ffmpeg("-i", str(src), "-t", f"{seconds:.3f}", *enc, *_AUDIO_OUT, str(tmp))
         tmp.replace(dst)
     return dst
 
