@@ -16,18 +16,21 @@ from . import media
 from .record import FPS
 
 
-def timeline_filter(max_short_side: int, square_pixels: bool = True) -> str:
+def timeline_filter(max_short_side: int, square_pixels: bool = True, interlaced: bool = False) -> str:
     """ffmpeg filter chain from a source to the record's timeline (autorotation happens before it, so iw/ih are
     the displayed size); -2 keeps the aspect with an even other side.
 
     `square_pixels=False` (the source's sample aspect ratio is not 1: DVD/broadcast SD, HDV, a squeezed upload)
     first resamples the width to iw*sar, so the face keeps its shape; without it, setsar=1 alone would keep
-    the stored pixels and squeeze every face (a 2:1 SAR read as extreme_pose). Square sources get the chain
-    without that step, so their timeline (and every stored norm_vf) is unchanged."""
+    the stored pixels and squeeze every face (a 2:1 SAR read as extreme_pose). `interlaced=True` (the stream
+    says its fields are interleaved: SD/HD broadcast) deinterlaces first (bwdif, one frame per frame), so no
+    crop carries combing on motion. Square progressive sources get the chain without either step, so their
+    timeline (and every stored norm_vf) is unchanged."""
     m = max_short_side
     scale = f"scale='if(lt(iw,ih),trunc(min(iw,{m})/2)*2,-2)':'if(lt(iw,ih),-2,trunc(min(ih,{m})/2)*2)'"
     unsqueeze = "" if square_pixels else "scale='trunc(iw*sar/2)*2':ih:flags=bicubic,setsar=1,"
-    return f"fps={FPS}:start_time=0,{unsqueeze}{scale}:flags=bicubic,setsar=1,format=yuv420p"
+    deinterlace = "bwdif=mode=send_frame:parity=auto:deint=interlaced," if interlaced else ""
+    return f"{deinterlace}fps={FPS}:start_time=0,{unsqueeze}{scale}:flags=bicubic,setsar=1,format=yuv420p"
 
 
 def chain(row: dict, vf: str | None = None) -> str | None:

@@ -25,11 +25,13 @@ log = logging.getLogger(__name__)
 
 # Output shorter than this fraction of the probed input means ffmpeg gave up part way (truncated/corrupt data).
 MIN_DECODED_FRACTION = 0.9
+# ffprobe's field_order for interleaved fields (top/bottom first, coded and displayed in either order)
+INTERLACED_FIELD_ORDERS = frozenset({"tt", "bb", "tb", "bt"})
 
 
 def stream_info(path: str | Path, timeout: float = 60.0) -> dict:
-    """Which real streams a file has (cover art / thumbnails are not video) and the video's sample aspect ratio.
-    Raises MediaError if unreadable."""
+    """Which real streams a file has (cover art / thumbnails are not video), the video's sample aspect ratio and
+    whether its fields are interlaced. Raises MediaError if unreadable."""
     info = media.ffprobe_json(path, timeout)
     streams = info.get("streams", [])
     video = [
@@ -42,6 +44,7 @@ def stream_info(path: str | Path, timeout: float = 60.0) -> dict:
         "has_audio": bool(audio),
         "duration_s": float(info.get("format", {}).get("duration") or 0.0),
         "sar": media.sample_aspect(video[0].get("sample_aspect_ratio")) if video else 1.0,
+        "interlaced": bool(video) and video[0].get("field_order") in INTERLACED_FIELD_ORDERS,
     }
 
 
@@ -67,7 +70,8 @@ class Normalize(Stage):
         cap = self.cfg.download.max_duration_s
         # Both streams start at the file's t=0 (first frame repeated, silence padded), so sample i of audio.wav
         # and frame k of the timeline line up even when the source's streams start at different times.
-        vf = timeline_filter(c.max_short_side, square_pixels=abs(info.get("sar", 1.0) - 1.0) < 1e-3)
+        vf = timeline_filter(c.max_short_side, square_pixels=abs(info["sar"] - 1.0) < 1e-3,
+                             interlaced=info["interlaced"])  # fmt: skip
         af = f"aresample={SAMPLE_RATE}:async=1:first_pts=0"
         audio_out = ["-af", af, "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le"]
         try:
