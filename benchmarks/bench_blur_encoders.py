@@ -6,7 +6,8 @@ encoders other than the curation benchmark's x264 `veryfast` recipe. One table.
 Why: the blockiness gate was fitted on CRF-45 copies from x264 veryfast. A gate that measures the face, not the
 encoder, should also drop a CRF-45 copy from x264's default preset and keep copies from codecs a careful person
 keeps (ProRes proxy, MJPEG q 3: the same picture side by side). Nothing here is fitted; each row is one clip's
-first seconds through the real faces (MTCNN) and quality stages, with the sample build's min_face_px.
+first seconds through the real normalize (for the H.264 source QP), faces (MTCNN) and quality stages, with the
+sample build's min_face_px.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.kit.curation_build import degrade  # noqa: E402
 from benchmarks.kit.face_rows import shot_row  # noqa: E402
 from pipeline.config import BuildConfig  # noqa: E402
+from pipeline.record import seed_row  # noqa: E402
 from pipeline.stages.faces import FaceTrack  # noqa: E402
+from pipeline.stages.normalize import Normalize  # noqa: E402
 from pipeline.stages.quality import QualityFilter  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "media"
@@ -42,22 +45,27 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     cfg = BuildConfig(out=str(args.cache / "out"), langs=["en"])
     cfg.faces = dataclasses.replace(cfg.faces, backend="mtcnn", min_face_px=160)
-    faces, quality = FaceTrack(cfg), QualityFilter(cfg)
-    print(f"| clip | copy | want | got | face_blockiness (max {cfg.quality.max_blockiness}) | "
-          f"face_detail_px (min {cfg.quality.min_face_detail_px:g}) |")
-    print("|---|---|---|---|---:|---:|")
+    normalize, faces, quality = Normalize(cfg), FaceTrack(cfg), QualityFilter(cfg)
+    q = cfg.quality
+    print(f"| clip | copy | want | got | face_blockiness (max {q.max_blockiness}) | face_detail_px (min "
+          f"{q.min_face_detail_px:g}) | source_qp (max {q.max_source_qp:g}) |")
+    print("|---|---|---|---|---:|---:|---:|")
     right = total = 0
     for name, file in CLIPS.items():
         for kind in WANT:
             path = degrade(SHARED / "video_av" / file, args.cache / f"{name}_{kind}.mkv", kind, args.seconds)
-            [row] = faces(shot_row(path, f"{name}_{kind}", 0.0, args.seconds))
+            [norm] = normalize({**seed_row("en", f"{name}_{kind}", str(path)), "video_path": str(path)})
+            shot = shot_row(path, f"{name}_{kind}", 0.0, args.seconds)
+            if "source_qp" in norm:
+                shot["source_qp"] = norm["source_qp"]
+            [row] = faces(shot)
             if row["status"] == "ok":
                 [row] = quality(row)
             got = "keep" if row["status"] == "ok" else f"drop ({row['drop_reason']})"
             right += got.split()[0] == WANT[kind]
             total += 1
             print(f"| {name} | {kind} | {WANT[kind]} | {got} | {row.get('face_blockiness', float('nan')):.3f} | "
-                  f"{row.get('face_detail_px', float('nan')):.0f} |", flush=True)
+                  f"{row.get('face_detail_px', float('nan')):.0f} | {row.get('source_qp', '-')} |", flush=True)
     print(f"\n{right}/{total} copies decided as a careful person would")
 
 

@@ -112,6 +112,9 @@ class QualityConfig:
     # native-resolution face measures from the faces stage (pipeline/face_quality.py; benchmarks/RESULTS.md)
     min_face_detail_px: float = 64.0  # effective resolution of the face; below = blurry (defocus, blur, upscale)
     max_blockiness: float = 1.25  # steps on the 8-px block grid vs elsewhere; above = blurry (heavy compression)
+    # the H.264 source's mean block QP (pipeline/source_qp.py; 8-bit scale): the sample's sources read 15-26, x264
+    # CRF-45 copies 45-49 at any preset; above = blurry (the picture measures miss a well-deblocked encode)
+    max_source_qp: float = 40.0
     min_sharpness: float = 20.0  # variance of the Laplacian on the crop: only for rows without the native measures
     min_brightness: float = 30.0
     # p95 - p5 of the inner-lip gap / face height over the clip: a still photo over speech moves it by landmark

@@ -89,6 +89,7 @@ GATES: tuple[Gate, ...] = (
     Gate("brightness", "quality", "too_dark", "brightness", "quality", "min_brightness", "min"),
     Gate("face detail (px)", "quality", "blurry", "face_detail_px", "quality", "min_face_detail_px", "min"),
     Gate("face blockiness", "quality", "blurry", "face_blockiness", "quality", "max_blockiness", "max"),
+    Gate("source quantiser (H.264 QP)", "quality", "blurry", "source_qp", "quality", "max_source_qp", "max"),
     Gate("sharpness", "quality", "blurry", "sharpness", "quality", "min_sharpness", "min", unless="face_detail_px"),
     Gate("max |yaw| (quality)", "quality", "extreme_pose", "yaw_abs_max", "quality", "max_abs_yaw", "max"),
     Gate("max |pitch| (quality)", "quality", "extreme_pose", "pitch_abs_max", "quality", "max_abs_pitch", "max"),

@@ -48,6 +48,7 @@ ROW_KEYS: dict[str, dict[str, str]] = {
         f"({FPS} fps CFR H.264) with normalize.reencode", "norm_vf": "ffmpeg filter chain putting norm_path on the "
         f"{FPS} fps timeline (pipeline/norm_video.py); absent for norm.mkv", "audio_path": f"{SAMPLE_RATE} Hz mono .wav",
         "width": "px of the timeline's frames", "height": "px of the timeline's frames", "fps": "frame rate (FPS)",
+        "source_qp": "mean H.264 block QP of the source (8-bit scale; pipeline/source_qp.py); absent for other codecs",
     },
     "shots": {
         "shot_index": 'one row per clip from here on: key = "<video_key>-s0003"', "start_s": "clip start on the timeline",

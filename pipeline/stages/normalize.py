@@ -16,7 +16,7 @@ import logging
 import os
 from pathlib import Path
 
-from .. import faults, media
+from .. import faults, media, source_qp
 from ..norm_video import first_frame_size, timeline_filter
 from ..record import FPS, SAMPLE_RATE, Row, drop
 from .base import Stage
@@ -95,6 +95,9 @@ class Normalize(Stage):
                 Path(video["norm_path"]).unlink(missing_ok=True)
             return drop(row, *reason)
         tmp_wav.replace(wav)
+        qp = source_qp.mean_block_qp(src, at_s=max(0.0, float(out["duration_s"]) / 2 - 0.5))
+        if qp is not None:
+            row["source_qp"] = round(qp, 2)
         row |= video | {
             "audio_path": str(wav),
             "width": int(out["width"]),
