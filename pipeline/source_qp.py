@@ -5,9 +5,9 @@ the encoder: x264 at its default preset deblocks a CRF-45 encode until no 8-px s
 (ProRes, MJPEG) keep steps on the grid at any quality (benchmarks/RESULTS.md, "The blockiness gate on other
 encoders"). For H.264, the quantiser itself is in the stream: the decoder exports every block's QP
 (AV_FRAME_DATA_VIDEO_ENC_PARAMS) and PyAV reads it. 0-51, +6 = twice the quantiser step; x264's CRF 18 encodes
-read ~18-22, CRF 45 ~45-49 (benchmarks/RESULTS.md). High-bit-depth streams are read on the 8-bit scale (their QP
-runs 6 higher per extra bit). Other codecs (HEVC, VP9, AV1, MPEG-4) give None here: their scales differ or their decoders
-export nothing, and the picture measures decide alone.
+read ~18-22, CRF 45 ~45-49 (benchmarks/RESULTS.md). High-bit-depth streams are read on the 8-bit scale (their
+QP runs 6 higher per extra bit). Other codecs (HEVC, VP9, AV1, MPEG-4) give None here: their scales differ or
+their decoders export nothing, and the picture measures decide alone.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def mean_block_qp(path: str | Path, at_s: float = 0.0, frames: int = FRAMES) -> 
             if at_s > 0 and stream.time_base:
                 container.seek(int(at_s / stream.time_base), stream=stream, backward=True)
             qps: list[float] = []
-            for frame in container.decode(stream):
+            for n, frame in enumerate(container.decode(stream)):
+                if n >= 4 * frames + 300:  # frames without QP (or a long way to the seek point): stop, never the file
+                    break
                 for data in frame.side_data:
                     if isinstance(data, VideoEncParams) and data.codec_type == VideoEncParamsType.H264 and data.nb_blocks:
                         bits = frame.format.components[0].bits  # QpBdOffset: 6 per bit over 8
