@@ -26,8 +26,12 @@ def mean_block_qp(path: str | Path, at_s: float = 0.0, frames: int = FRAMES) -> 
     """Mean block QP of `frames` decoded frames of the first video stream from about `at_s` (a seek lands on the
     keyframe before it); None when the stream is not H.264 or exports no QP, or the file cannot be read."""
     import av
-    from av.sidedata.encparams import VideoEncParams, VideoEncParamsType
 
+    try:
+        from av.sidedata.encparams import VideoEncParams, VideoEncParamsType
+    except ImportError:  # a PyAV older than the encoding-parameters API: the picture measures decide alone
+        log.warning("source QP not read: PyAV %s has no av.sidedata.encparams (pip install -U av)", av.__version__)
+        return None
     try:
         with av.open(str(path)) as container:
             stream = next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic),
