@@ -6,8 +6,8 @@ encoders other than the curation benchmark's x264 `veryfast` recipe. One table.
 Why: the blockiness gate was fitted on CRF-45 copies from x264 veryfast. A gate that measures the face, not the
 encoder, should also drop a CRF-45 copy from x264's default preset and keep copies from codecs a careful person
 keeps (ProRes proxy, MJPEG q 3: the same picture side by side). Nothing here is fitted; each row is one clip's
-first seconds through the real normalize (for the H.264 source QP), faces (MTCNN) and quality stages, with the
-sample build's min_face_px.
+first seconds through the real faces (MTCNN) and quality stages (with the H.264 source QP normalize records),
+with the sample build's min_face_px.
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.kit.curation_build import degrade  # noqa: E402
 from benchmarks.kit.face_rows import shot_row  # noqa: E402
 from pipeline.config import BuildConfig  # noqa: E402
-from pipeline.record import seed_row  # noqa: E402
 from pipeline.stages.faces import FaceTrack  # noqa: E402
-from pipeline.stages.normalize import Normalize  # noqa: E402
 from pipeline.stages.quality import QualityFilter  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "media"
@@ -45,7 +43,7 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     cfg = BuildConfig(out=str(args.cache / "out"), langs=["en"])
     cfg.faces = dataclasses.replace(cfg.faces, backend="mtcnn", min_face_px=160)
-    normalize, faces, quality = Normalize(cfg), FaceTrack(cfg), QualityFilter(cfg)
+    faces, quality = FaceTrack(cfg), QualityFilter(cfg)
     q = cfg.quality
     print(f"| clip | copy | want | got | face_blockiness (max {q.max_blockiness}) | face_detail_px (min "
           f"{q.min_face_detail_px:g}) | source_qp (max {q.max_source_qp:g}) |")
@@ -54,11 +52,7 @@ def main() -> None:
     for name, file in CLIPS.items():
         for kind in WANT:
             path = degrade(SHARED / "video_av" / file, args.cache / f"{name}_{kind}.mkv", kind, args.seconds)
-            [norm] = normalize({**seed_row("en", f"{name}_{kind}", str(path)), "video_path": str(path)})
-            shot = shot_row(path, f"{name}_{kind}", 0.0, args.seconds)
-            if "source_qp" in norm:
-                shot["source_qp"] = norm["source_qp"]
-            [row] = faces(shot)
+            [row] = faces(shot_row(path, f"{name}_{kind}", 0.0, args.seconds))
             if row["status"] == "ok":
                 [row] = quality(row)
             got = "keep" if row["status"] == "ok" else f"drop ({row['drop_reason']})"

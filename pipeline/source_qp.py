@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 FRAMES = 25  # 1 s at 25 fps: I, P and B frames in their usual mix, for ~0.1-0.4 CPU-s a video
 
 
+def of_source(path: str | Path, duration_s: float) -> dict[str, float]:
+    """The record's `source_qp` field for a source of `duration_s` (measured at its middle), or {} when it has
+    none: what normalize adds to a row, and what test rows made without normalize add the same way."""
+    qp = mean_block_qp(path, at_s=max(0.0, float(duration_s) / 2 - 0.5))
+    return {} if qp is None else {"source_qp": round(qp, 2)}
+
+
 def mean_block_qp(path: str | Path, at_s: float = 0.0, frames: int = FRAMES) -> float | None:
     """Mean block QP of `frames` decoded frames of the first video stream from about `at_s` (a seek lands on the
     keyframe before it); None when the stream is not H.264 or exports no QP, or the file cannot be read."""

@@ -30,8 +30,8 @@ INTERLACED_FIELD_ORDERS = frozenset({"tt", "bb", "tb", "bt"})
 
 
 def stream_info(path: str | Path, timeout: float = 60.0) -> dict:
-    """Which real streams a file has (cover art / thumbnails are not video), the video's sample aspect ratio and
-    whether its fields are interlaced. Raises MediaError if unreadable."""
+    """Which real streams a file has (cover art / thumbnails are not video), whether the video's pixels are square
+    and whether its fields are interlaced. Raises MediaError if unreadable."""
     info = media.ffprobe_json(path, timeout)
     streams = info.get("streams", [])
     video = [
@@ -43,7 +43,7 @@ def stream_info(path: str | Path, timeout: float = 60.0) -> dict:
         "has_video": bool(video),
         "has_audio": bool(audio),
         "duration_s": float(info.get("format", {}).get("duration") or 0.0),
-        "sar": media.sample_aspect(video[0].get("sample_aspect_ratio")) if video else 1.0,
+        "square_pixels": not video or abs(media.sample_aspect(video[0].get("sample_aspect_ratio")) - 1.0) < 1e-3,
         "interlaced": bool(video) and video[0].get("field_order") in INTERLACED_FIELD_ORDERS,
     }
 
@@ -70,8 +70,7 @@ class Normalize(Stage):
         cap = self.cfg.download.max_duration_s
         # Both streams start at the file's t=0 (first frame repeated, silence padded), so sample i of audio.wav
         # and frame k of the timeline line up even when the source's streams start at different times.
-        vf = timeline_filter(c.max_short_side, square_pixels=abs(info["sar"] - 1.0) < 1e-3,
-                             interlaced=info["interlaced"])  # fmt: skip
+        vf = timeline_filter(c.max_short_side, square_pixels=info["square_pixels"], interlaced=info["interlaced"])
         af = f"aresample={SAMPLE_RATE}:async=1:first_pts=0"
         audio_out = ["-af", af, "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le"]
         try:
@@ -95,9 +94,7 @@ class Normalize(Stage):
                 Path(video["norm_path"]).unlink(missing_ok=True)
             return drop(row, *reason)
         tmp_wav.replace(wav)
-        qp = source_qp.mean_block_qp(src, at_s=max(0.0, float(out["duration_s"]) / 2 - 0.5))
-        if qp is not None:
-            row["source_qp"] = round(qp, 2)
+        row |= source_qp.of_source(src, out["duration_s"])
         row |= video | {
             "audio_path": str(wav),
             "width": int(out["width"]),

@@ -20,9 +20,7 @@ from benchmarks.kit.curation_build import OTHER_ENCODERS, degrade
 from benchmarks.kit.face_rows import shot_row
 from pipeline import face_quality
 from pipeline.config import BuildConfig
-from pipeline.record import seed_row
 from pipeline.stages.faces import FaceTrack
-from pipeline.stages.normalize import Normalize
 from pipeline.stages.quality import QualityFilter
 
 CLIPS = {"face2": "retalking_face2_en.mp4", "aoc": "hdtf_WDA_AOC_en_8s.mp4"}  # 25 fps studio clips (HDTF)
@@ -32,17 +30,12 @@ CLIPS = {"face2": "retalking_face2_en.mp4", "aoc": "hdtf_WDA_AOC_en_8s.mp4"}  # 
 def graded(shared_media, media_cache, tmp_path_factory) -> dict[tuple[str, str], dict]:
     cfg = BuildConfig(out=str(tmp_path_factory.mktemp("fq_out")), langs=["en"])
     cfg.faces = dataclasses.replace(cfg.faces, backend="mtcnn", min_face_px=160)
-    normalize, faces, quality = Normalize(cfg), FaceTrack(cfg), QualityFilter(cfg)
+    faces, quality = FaceTrack(cfg), QualityFilter(cfg)
     out = {}
     for name, file in CLIPS.items():
         for kind in ("clean", "blur", "crf45", *OTHER_ENCODERS):
             path = degrade(shared_media / "video_av" / file, media_cache / f"fq_{name}_{kind}.mkv", kind, 3.0)
-            [norm] = normalize({**seed_row("en", f"fq_{name}_{kind}", str(path)), "video_path": str(path)})
-            assert norm["status"] == "ok", norm
-            shot = shot_row(path, f"fq_{name}_{kind}", 0.0, 3.0)
-            if "source_qp" in norm:  # what the faces stage gets from normalize (H.264 sources only)
-                shot["source_qp"] = norm["source_qp"]
-            [faced] = faces(shot)
+            [faced] = faces(shot_row(path, f"fq_{name}_{kind}", 0.0, 3.0))
             assert faced["status"] == "ok", faced
             [out[name, kind]] = quality(faced)
     return out
