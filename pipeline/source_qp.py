@@ -13,6 +13,7 @@ their decoders export nothing, and the picture measures decide alone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def mean_block_qp(path: str | Path, at_s: float = 0.0, frames: int = FRAMES) -> 
             for n, frame in enumerate(container.decode(stream)):
                 if n >= 4 * frames + 300:  # frames without QP (or a long way to the seek point): stop, never the file
                     break
-                for data in frame.side_data:
+                for data in _side_data(frame):
                     if isinstance(data, VideoEncParams) and data.codec_type == VideoEncParamsType.H264 and data.nb_blocks:
                         bits = frame.format.components[0].bits  # QpBdOffset: 6 per bit over 8
                         qps.append(float(np.mean(data.qp_map())) - 6 * max(0, bits - 8))
@@ -62,3 +63,10 @@ def mean_block_qp(path: str | Path, at_s: float = 0.0, frames: int = FRAMES) -> 
         log.warning("source QP of %s not read: %s", path, exc)
         return None
     return float(np.mean(qps)) if qps else None
+
+
+def _side_data(frame) -> Iterable:
+    """A frame's side-data objects: PyAV 18 made `frame.side_data` a mapping (iterating it gives the types),
+    earlier versions iterate the objects themselves."""
+    data = frame.side_data
+    return data.values() if isinstance(data, Mapping) else data
