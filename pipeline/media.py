@@ -283,11 +283,19 @@ def decode_video_bytes(data: bytes, size: int) -> np.ndarray:
         import io
 
         import cv2
+        from av.video.reformatter import VideoReformatter
 
+        # a reformatter of this call, one thread: PyAV 18's to_ndarray() reuses a thread-local swscale context
+        # whose worker threads a forked DataLoader worker does not have (it waited for them forever)
+        rgb, opts = VideoReformatter(), {"format": "rgb24", "threads": 1}
         frames = []
         with av.open(io.BytesIO(data)) as box:
             for fr in box.decode(video=0):
-                img = fr.to_ndarray(format="rgb24")
+                try:
+                    img = rgb.reformat(fr, **opts).to_ndarray()
+                except TypeError:  # an older PyAV: no `threads` (and no threaded swscale context to inherit)
+                    opts.pop("threads")
+                    img = rgb.reformat(fr, **opts).to_ndarray()
                 if img.shape[0] != size or img.shape[1] != size:
                     img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
                 frames.append(img)
