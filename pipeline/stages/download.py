@@ -59,6 +59,8 @@ class Download(Stage):
             # YouTube needs a JS runtime (plus the yt-dlp-ejs package); use whichever of these is installed.
             "js_runtimes": {"deno": {}, "node": {}},
         }
+        if c.format_sort.strip():
+            opts["format_sort"] = [f.strip() for f in c.format_sort.split(",") if f.strip()]
         if c.rate_limit:
             from yt_dlp.utils import parse_bytes
 

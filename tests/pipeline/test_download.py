@@ -228,3 +228,75 @@ def test_search_listing_by_real_yt_dlp_fans_out_into_downloaded_videos(tmp_path,
     [one] = Download(cfg)(seed_row("en", "pagevid", f"{base}/page.html"))
     assert one["status"] == "ok" and probe(one["video_path"])["has_video"]
     assert hits["/ok_p1.mp4"] > before["/ok_p1.mp4"] and hits["/ok_p2.mp4"] == before["/ok_p2.mp4"]
+
+
+# ---- which of a site's formats is fetched: yt-dlp's own selector on a format list shaped like YouTube's ----------
+_CODECS = {"av1": ("av01.0.08M.08", "mp4"), "vp9": ("vp09.00.40.08", "webm"), "h264": ("avc1.640028", "mp4")}
+_SHORT_SIDES = (144, 240, 360, 480, 720, 1080, 1440)
+
+
+def _listing(portrait: bool, codecs_at: dict[str, tuple[int, ...]]) -> dict:
+    """An extractor result as YouTube's lists it: video-only streams per size and codec, two audio-only streams."""
+    formats = []
+    for codec, sides in codecs_at.items():
+        vcodec, ext = _CODECS[codec]
+        for side in sides:
+            long = round(side * 16 / 9 / 2) * 2
+            w, h = (side, long) if portrait else (long, side)
+            # bitrates as YouTube's: AV1 < VP9 < H.264 at one size
+            tbr = side * {"av1": 1.5, "vp9": 2.0, "h264": 2.8}[codec]
+            formats.append({"format_id": f"{codec}-{side}", "url": f"https://media.invalid/{codec}-{side}",
+                            "ext": ext, "vcodec": vcodec, "acodec": "none", "width": w, "height": h, "fps": 30,
+                            "tbr": tbr, "protocol": "https"})  # fmt: skip
+    formats += [{"format_id": "251", "url": "https://media.invalid/251", "ext": "webm", "vcodec": "none",
+                 "acodec": "opus", "abr": 130, "asr": 48000, "protocol": "https"},
+                {"format_id": "140", "url": "https://media.invalid/140", "ext": "m4a", "vcodec": "none",
+                 "acodec": "mp4a.40.2", "abr": 129, "asr": 44100, "protocol": "https"}]  # fmt: skip
+    return {"id": "abcdefghijk", "title": "t", "extractor": "youtube", "extractor_key": "Youtube",
+            "webpage_url": "https://www.youtube.com/watch?v=abcdefghijk", "formats": formats}  # fmt: skip
+
+
+def _picked(cfg: BuildConfig, listing: dict) -> tuple[dict, dict]:
+    """(video format, audio format) that the download stage's options make yt-dlp choose (nothing is fetched)."""
+    import yt_dlp
+
+    with yt_dlp.YoutubeDL(Download(cfg)._opts(simulate=True)) as ydl:
+        info = ydl.process_ie_result(listing, download=False)
+    video, audio = info["requested_formats"]
+    return video, audio
+
+
+ALL = {codec: _SHORT_SIDES for codec in _CODECS}
+
+
+@pytest.mark.parametrize("portrait", [False, True], ids=["landscape", "portrait"])
+def test_default_format_is_the_full_1080_short_side(tmp_path, portrait):
+    video, audio = _picked(_cfg(tmp_path), _listing(portrait, ALL))
+    assert min(video["width"], video["height"]) == 1080 and max(video["width"], video["height"]) == 1920
+    assert audio["acodec"] != "none"
+    video, _ = _picked(_cfg(tmp_path, format_sort="res:1080,vcodec:h264"), _listing(portrait, ALL))
+    assert video["vcodec"].startswith("avc1") and min(video["width"], video["height"]) == 1080
+
+
+def test_a_portrait_video_is_not_fetched_at_a_third_of_its_pixels(tmp_path):
+    """What the default guards: a height cap reads a 1080x1920 portrait video as "1920p" and took its 480x854."""
+    old = _cfg(tmp_path, format="bv*[height<=1080]+ba/b[height<=1080]/b", format_sort="")
+    video, _ = _picked(old, _listing(True, ALL))
+    assert (video["width"], video["height"]) == (480, 854)
+    video, _ = _picked(_cfg(tmp_path), _listing(True, ALL))
+    assert (video["width"], video["height"]) == (1080, 1920)
+
+
+def test_size_comes_before_codec(tmp_path):
+    """H.264 asked for but only up to 720p: the 1080p VP9 stream is fetched, not the smaller H.264 one; nothing
+    of 1080 or less: the smallest larger one."""
+    h264 = _cfg(tmp_path, format_sort="res:1080,vcodec:h264")
+    video, _ = _picked(h264, _listing(False, {"h264": (360, 720), "vp9": (360, 720, 1080)}))
+    assert video["vcodec"].startswith("vp09") and video["height"] == 1080
+    video, _ = _picked(_cfg(tmp_path), _listing(False, {"vp9": (1440, 2160), "h264": (2160,)}))
+    assert video["height"] == 1440
+
+
+def test_empty_format_sort_leaves_yt_dlps_own_order(tmp_path):
+    video, _ = _picked(_cfg(tmp_path, format_sort=""), _listing(False, ALL))
+    assert video["height"] == 1440
