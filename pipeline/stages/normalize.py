@@ -27,11 +27,34 @@ log = logging.getLogger(__name__)
 MIN_DECODED_FRACTION = 0.9
 # ffprobe's field_order for interleaved fields (top/bottom first, coded and displayed in either order)
 INTERLACED_FIELD_ORDERS = frozenset({"tt", "bb", "tb", "bt"})
+# a container's language tags (ISO 639-2, both its forms, and the 639-1 some muxers write) per manifest language
+LANGUAGE_TAGS = {
+    "en": {"eng", "en"}, "zh": {"zho", "chi", "zh", "cmn", "yue"}, "es": {"spa", "es"}, "fr": {"fra", "fre", "fr"},
+    "de": {"deu", "ger", "de"}, "ja": {"jpn", "ja"}, "ko": {"kor", "ko"}, "ru": {"rus", "ru"},
+    "pt": {"por", "pt"}, "ar": {"ara", "ar"},
+}  # fmt: skip
+# audio tracks that are not the speaker's voice: commentary, audio description, a karaoke / music-only mix
+SIDE_TRACKS = ("comment", "visual_impaired", "karaoke")
 
 
-def stream_info(path: str | Path, timeout: float = 60.0) -> dict:
-    """Which real streams a file has (cover art / thumbnails are not video), whether the video's pixels are square
-    and whether its fields are interlaced. Raises MediaError if unreadable."""
+def audio_track(audio: list[dict], lang: str) -> int:
+    """Which of a file's audio streams is the speaker's (its index among them, for `-map 0:a:N`): the first
+    tagged with the manifest's language, else the default one, else the first; never a commentary or
+    audio-description track while another is left. A file with one audio stream gets 0."""
+    def side(s: dict) -> bool:
+        return any(s.get("disposition", {}).get(d) for d in SIDE_TRACKS)
+
+    order = [i for i, s in enumerate(audio) if not side(s)] or list(range(len(audio)))
+    tags = LANGUAGE_TAGS.get(lang, set())
+    tagged = [i for i in order if str(audio[i].get("tags", {}).get("language", "")).lower() in tags]
+    default = [i for i in order if audio[i].get("disposition", {}).get("default")]
+    return (tagged or default or order or [0])[0]
+
+
+def stream_info(path: str | Path, lang: str = "", timeout: float = 60.0) -> dict:
+    """Which real streams a file has (cover art / thumbnails are not video), whether the video's pixels are square,
+    whether its fields are interlaced, and which audio stream is the speaker's (`audio_track`, for the manifest's
+    `lang`). Raises MediaError if unreadable."""
     info = media.ffprobe_json(path, timeout)
     streams = info.get("streams", [])
     video = [
@@ -45,6 +68,8 @@ def stream_info(path: str | Path, timeout: float = 60.0) -> dict:
         "duration_s": float(info.get("format", {}).get("duration") or 0.0),
         "square_pixels": not video or abs(media.sample_aspect(video[0].get("sample_aspect_ratio")) - 1.0) < 1e-3,
         "interlaced": bool(video) and video[0].get("field_order") in INTERLACED_FIELD_ORDERS,
+        "audio_map": f"0:a:{audio_track(audio, lang)}",
+        "audio_tracks": len(audio),
     }
 
 
@@ -56,7 +81,7 @@ class Normalize(Stage):
         c = self.cfg.normalize
         src = row["video_path"]
         try:
-            info = stream_info(src)
+            info = stream_info(src, row.get("lang_expected") or "")
         except media.MediaError as exc:
             faults.raise_if_transient(exc)
             return drop(row, "corrupt_video", self.name, f"unreadable: {exc}")
@@ -64,6 +89,8 @@ class Normalize(Stage):
             return drop(row, "no_video", self.name, "no video stream (audio only or cover art)")
         if not info["has_audio"]:
             return drop(row, "no_audio", self.name, "no audio stream")
+        if info["audio_tracks"] > 1:
+            log.info("%s: %d audio tracks, the speaker's taken as %s", row["key"], info["audio_tracks"], info["audio_map"])
 
         work = self.video_dir(row)
         wav, tmp_wav = work / "audio.wav", work / f".audio.{os.getpid()}.wav"
@@ -76,12 +103,12 @@ class Normalize(Stage):
         try:
             if c.reencode:
                 norm = work / "norm.mkv"
-                out = self._reencode(src, norm, vf, audio_out, tmp_wav, cap)
+                out = self._reencode(src, norm, vf, info["audio_map"], audio_out, tmp_wav, cap)
                 video = {"norm_path": str(norm)}
             else:  # the source itself, decoded through `vf` by every later stage (pipeline/norm_video.py)
                 out = self._measure(src, vf, cap)
-                media.ffmpeg("-t", f"{cap + 1:.3f}", "-i", str(src), "-map", "0:a:0", "-vn", *audio_out,
-                             str(tmp_wav), timeout=c.timeout_s)  # fmt: skip
+                media.ffmpeg("-t", f"{cap + 1:.3f}", "-i", str(src), "-map", info["audio_map"], "-vn",
+                             *audio_out, str(tmp_wav), timeout=c.timeout_s)  # fmt: skip
                 video = {"norm_path": str(src), "norm_vf": vf}
         except media.MediaError as exc:
             tmp_wav.unlink(missing_ok=True)
@@ -123,17 +150,18 @@ class Normalize(Stage):
         w, h = first_frame_size(src, vf)
         return {"duration_s": span, "has_video": True, "width": w, "height": h}
 
-    def _reencode(self, src: str, norm: Path, vf: str, audio_out: list[str], tmp_wav: Path, cap: float) -> dict:
+    def _reencode(self, src: str, norm: Path, vf: str, audio_map: str, audio_out: list[str], tmp_wav: Path,
+                  cap: float) -> dict:  # fmt: skip
         """One ffmpeg pass: norm.mkv (video + audio) and audio.wav; decoding stops past the cap."""
         c = self.cfg.normalize
         tmp_norm = norm.with_name(f".norm.{os.getpid()}.mkv")
         try:
             media.ffmpeg(
                 "-t", f"{cap + 1:.3f}", "-i", str(src),
-                "-map", "0:V:0", "-map", "0:a:0", "-vf", vf, "-fps_mode", "cfr",
+                "-map", "0:V:0", "-map", audio_map, "-vf", vf, "-fps_mode", "cfr",
                 "-c:v", "libx264", "-preset", c.preset, "-crf", str(c.crf), "-g", str(2 * FPS),
                 *audio_out, str(tmp_norm),
-                "-map", "0:a:0", "-vn", *audio_out, str(tmp_wav),
+                "-map", audio_map, "-vn", *audio_out, str(tmp_wav),
                 timeout=c.timeout_s,
             )  # fmt: skip
             out = media.probe(tmp_norm)

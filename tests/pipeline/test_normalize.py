@@ -231,3 +231,63 @@ def test_normalize_keeps_the_source_av_alignment_exactly(tmp_path, shared_media,
     err = {s: float(np.mean([np.abs(a[i] - b[i + s]).mean() for i in range(3, len(a) - 3)])) for s in (-1, 0, 1)}
     assert err[0] < 0.5 * min(err[-1], err[1]), err
     assert _lag_s(read_audio(row["audio_path"]), read_audio(src)) == pytest.approx(0.0, abs=1 / 16000)
+
+
+@pytest.fixture(scope="session")
+def two_track_clips(shared_media, media_cache) -> dict[str, Path]:
+    """A real talking clip with a second, unrelated speech track (Mandarin), muxed in the ways files carry them."""
+    src = shared_media / "video_av" / "hdtf_WDA_AOC_en_8s.mp4"
+    other = shared_media / "audio" / "zh" / "musetalk_sun_22s.wav"  # longer than the clip
+    out: dict[str, Path] = {}
+    layouts = {  # name -> (first stream, its metadata / disposition; second stream, ...)
+        "tagged": (["-map", "1:a", "-map", "0:a"], ["-metadata:s:a:0", "language=zho", "-metadata:s:a:1",
+                                                     "language=eng", "-disposition:a:0", "default",
+                                                     "-disposition:a:1", "0"]),
+        "tagged_second_default": (["-map", "1:a", "-map", "0:a"], ["-metadata:s:a:0", "language=zho",
+                                                                    "-metadata:s:a:1", "language=eng",
+                                                                    "-disposition:a:0", "0",
+                                                                    "-disposition:a:1", "default"]),
+        "default_second": (["-map", "1:a", "-map", "0:a"], ["-disposition:a:0", "0", "-disposition:a:1", "default"]),
+        "commentary_first": (["-map", "1:a", "-map", "0:a"], ["-disposition:a:0", "default+comment",
+                                                               "-disposition:a:1", "0"]),
+    }  # fmt: skip
+    for name, (maps, meta) in layouts.items():
+        dst = media_cache / f"aoc_two_tracks_{name}.mkv"
+        if not dst.exists():
+            ffmpeg("-i", str(src), "-i", str(other), "-map", "0:v", *maps, "-c:v", "copy", "-c:a", "aac",
+                   "-shortest", *meta, str(dst), timeout=120)  # fmt: skip
+        out[name] = dst
+    out["own"], out["other"] = src, other
+    return out
+
+
+def _corr(x: np.ndarray, y: np.ndarray, max_lag_s: float = 0.2, sr: int = 16000) -> float:
+    """Peak normalised cross-correlation within +-max_lag_s (an AAC re-encode moves the samples by its priming)."""
+    n = min(len(x), len(y))
+    x, y = x[:n] - x[:n].mean(), y[:n] - y[:n].mean()
+    c = np.fft.irfft(np.fft.rfft(x, 2 * n) * np.conj(np.fft.rfft(y, 2 * n)))
+    k = int(max_lag_s * sr)
+    return float(np.abs(np.r_[c[: k + 1], c[-k:]]).max() / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12))
+
+
+@pytest.mark.parametrize("layout", ["tagged", "default_second", "commentary_first"])
+@pytest.mark.parametrize("reencode", [False, True])
+def test_the_speakers_audio_track_is_taken(tmp_path, two_track_clips, layout, reencode):
+    """The clip's own speech is the second audio stream; the first is other speech, tagged with another language,
+    marked default over a plain second track, or marked commentary. audio.wav must be the speaker's track."""
+    cfg = BuildConfig(out=str(tmp_path), normalize=NormalizeConfig(reencode=reencode))
+    [row] = Normalize(cfg)(_row(two_track_clips[layout], layout))
+    assert row["status"] == "ok", row
+    got, own = read_audio(row["audio_path"]), read_audio(two_track_clips["own"])
+    assert _corr(got, own) > 0.9 and abs(_corr(got, read_audio(two_track_clips["other"]))) < 0.2
+    if reencode:
+        assert _corr(read_audio(row["norm_path"]), own) > 0.9
+
+
+def test_a_tagged_track_in_the_manifests_language_wins(tmp_path, two_track_clips):
+    """A zh manifest row of a file whose default track is English: the Mandarin-tagged track is taken."""
+    row = seed_row("zh", "dual", str(two_track_clips["tagged_second_default"]))
+    row["video_path"] = row["source"]
+    [row] = Normalize(BuildConfig(out=str(tmp_path)))(row)
+    got = read_audio(row["audio_path"])
+    assert _corr(got, read_audio(two_track_clips["other"])) > 0.9
