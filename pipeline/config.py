@@ -32,10 +32,11 @@ class DownloadConfig:
     rate_limit: str = ""  # yt-dlp ratelimit, e.g. "5M"; empty = none
     format: str = "bv*+ba/b"
     # yt-dlp's -S fields, comma-separated (empty: yt-dlp's own order). `res` is the short side, so a 1080x1920
-    # portrait video comes at full size (a [height<=1080] filter took its 480x854). The codec is left to yt-dlp:
-    # the pipeline costs the same CPU on H.264, VP9 or AV1 (benchmarks/bench_source_codecs.py); "res:1080,
-    # vcodec:h264" buys the source-quantiser gate (H.264 only) for ~1.8x the bytes of VP9
-    format_sort: str = "res:1080"
+    # portrait video comes at full size (a [height<=1080] filter took its 480x854); `hdr:sdr` takes the SDR
+    # stream where an HDR one is offered too (yt-dlp's own order takes HDR10; an HDR-only video is tone-mapped by
+    # normalize). The codec is left to yt-dlp: the pipeline costs the same CPU on H.264, VP9 or AV1
+    # (benchmarks/bench_source_codecs.py); "...,vcodec:h264" buys the source-quantiser gate for ~1.8x VP9's bytes
+    format_sort: str = "res:1080,hdr:sdr"
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .media import MediaError, iter_frames, probe, write_failed
-from .norm_video import seek
+from .norm_video import seek, then
 
 
 def clip_frames(
@@ -56,7 +56,7 @@ def sampled_frames(
     idx = sorted(set(range(0, n, step)) | {n - 1})
     pick = f"select=not(mod(n\\,{step}))+eq(n\\,{n - 1}),scale={sw}:{sh}"
     t0, vf = seek(timeline_vf, start_s)
-    frames = iter_frames(path, t0, t0 + n / fps, vf=",".join(filter(None, (vf, pick))),
+    frames = iter_frames(path, t0, t0 + n / fps, vf=then(vf, pick),
                          size=(sw, sh))  # fmt: skip
     got = 0
     try:

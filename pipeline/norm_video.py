@@ -15,8 +15,15 @@ from pathlib import Path
 from . import media
 from .record import FPS
 
+# HDR (PQ or HLG transfer) to the SDR BT.709 every stage expects: linear light, BT.709 primaries, Mobius tone map
+# (leaves the SDR range nearly as it is, rolls off highlights above `npl` nits), back to BT.709 gamma.
+HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+TONEMAP = ("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=mobius:desat=0,"
+           "zscale=t=bt709:m=bt709:r=tv,")  # fmt: skip
 
-def timeline_filter(max_short_side: int, square_pixels: bool = True, interlaced: bool = False) -> str:
+
+def timeline_filter(max_short_side: int, square_pixels: bool = True, interlaced: bool = False,
+                    hdr: bool = False) -> str:  # fmt: skip
     """ffmpeg filter chain from a source to the record's timeline (autorotation happens before it, so iw/ih are
     the displayed size); -2 keeps the aspect with an even other side.
 
@@ -24,19 +31,32 @@ def timeline_filter(max_short_side: int, square_pixels: bool = True, interlaced:
     first resamples the width to iw*sar, so the face keeps its shape; without it, setsar=1 alone would keep
     the stored pixels and squeeze every face (a 2:1 SAR read as extreme_pose). `interlaced=True` (the stream
     says its fields are interleaved: SD/HD broadcast) deinterlaces first (bwdif, one frame per frame), so no
-    crop carries combing on motion. Square progressive sources get the chain without either step, so their
-    timeline (and every stored norm_vf) is unchanged."""
+    crop carries combing on motion. `hdr=True` (a PQ or HLG transfer: phone and HDR uploads) tone-maps to SDR
+    BT.709 after the downsize (TONEMAP): read as BT.709 as it is, such a picture is grey and flat (a real clip
+    made PQ read 31.7 grey levels off its SDR original, 6.0 through TONEMAP). SDR square progressive sources get
+    the chain without any of these steps, so their timeline (and every stored norm_vf) is unchanged."""
     m = max_short_side
     scale = f"scale='if(lt(iw,ih),trunc(min(iw,{m})/2)*2,-2)':'if(lt(iw,ih),-2,trunc(min(ih,{m})/2)*2)'"
     unsqueeze = "" if square_pixels else "scale='trunc(iw*sar/2)*2':ih:flags=bicubic,setsar=1,"
     deinterlace = "bwdif=mode=send_frame:parity=auto:deint=interlaced," if interlaced else ""
-    return f"{deinterlace}fps={FPS}:start_time=0,{unsqueeze}{scale}:flags=bicubic,setsar=1,format=yuv420p"
+    tonemap = TONEMAP if hdr else ""
+    return f"{deinterlace}fps={FPS}:start_time=0,{unsqueeze}{scale}:flags=bicubic,setsar=1,{tonemap}format=yuv420p"
+
+
+def then(timeline_vf: str | None, *vf: str | None) -> str | None:
+    """A timeline filter followed by a decoder's own steps (a trim, a downsize, a crop). An HDR timeline's tone map
+    moves after them: it works in float on every pixel (7.5 CPU-s per 10 s of 1080x1920 on the timeline itself),
+    so after the shots stage's downsize or the faces stage's crop it costs a fraction of that."""
+    tail = [p for p in vf if p]
+    if timeline_vf and TONEMAP in timeline_vf:
+        head = timeline_vf.replace(TONEMAP + "format=yuv420p", "").rstrip(",")
+        return ",".join([head, *tail, TONEMAP + "format=yuv420p"])
+    return ",".join([p for p in (timeline_vf, *tail) if p]) or None
 
 
 def chain(row: dict, vf: str | None = None) -> str | None:
     """The row's timeline filter (if any) followed by `vf`."""
-    parts = [p for p in (row.get("norm_vf") or "", vf or "") if p]
-    return ",".join(parts) or None
+    return then(row.get("norm_vf") or None, vf)
 
 
 def first_frame_size(path: str | Path, vf: str, timeout: float = 120.0) -> tuple[int, int]:
@@ -61,4 +81,4 @@ def seek(timeline_vf: str | None, start_s: float) -> tuple[float, str | None]:
         return start_s, None
     k0 = round(start_s * FPS)
     k = min(PREROLL_FRAMES, k0)
-    return (k0 - k) / FPS, f"{timeline_vf},trim=start_frame={k},setpts=PTS-STARTPTS"
+    return (k0 - k) / FPS, then(timeline_vf, f"trim=start_frame={k},setpts=PTS-STARTPTS")

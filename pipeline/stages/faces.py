@@ -25,6 +25,7 @@ from ..gates import BY_NAME
 from ..media import MediaError
 from ..models.face_detectors import Detections
 from ..models.face_models import load_face_models
+from ..norm_video import then
 from ..record import FPS, Row, drop, make_key
 from ..takes import take_windows
 from ..track import (
@@ -199,7 +200,7 @@ class FaceTrack(Stage):
                 rd.set_frame_size(size)
             x0, y0, x1, y1 = crop_region([rd.windows for rd in renderers], size)
             if (x1 - x0) * (y1 - y0) < 0.8 * size[0] * size[1]:
-                vf, region, size = f"{vf},crop={x1 - x0}:{y1 - y0}:{x0}:{y0}", (x0, y0), (x1 - x0, y1 - y0)
+                vf, region, size = then(vf, f"crop={x1 - x0}:{y1 - y0}:{x0}:{y0}"), (x0, y0), (x1 - x0, y1 - y0)
         try:
             for i, frame in enumerate(clip_frames(row["norm_path"], start, start + n / fps, n, vf, size)):
                 for rd in renderers:

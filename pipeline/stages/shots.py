@@ -21,6 +21,7 @@ import numpy as np
 from scenedetect import VideoStream
 
 from .. import faults, media
+from ..norm_video import then
 from ..record import FPS, Row, drop, make_key
 from .base import Stage
 
@@ -47,7 +48,7 @@ def detect_scenes(
     small = detection_size(*size)
     # point sampling, as OpenCV's INTER_LINEAR is at these ratios (what the thresholds were tuned on): an area
     # filter averages a CRF-45 keyframe "pop" away and AdaptiveDetector then sees a different signal
-    vf = ",".join(p for p in (timeline_vf or f"fps={FPS}", f"scale={small[0]}:{small[1]}:flags=neighbor") if p)
+    vf = then(timeline_vf or f"fps={FPS}", f"scale={small[0]}:{small[1]}:flags=neighbor")
     frames = media.iter_frames(path, 0.0, max_s, vf=vf, size=small, pix_fmt="bgr24")
     video = PipeStream(path, frames, small)
     fps = float(FPS)

@@ -297,6 +297,27 @@ def test_size_comes_before_codec(tmp_path):
     assert video["height"] == 1440
 
 
+def _with_hdr(listing: dict, sides: tuple[int, ...] = _SHORT_SIDES) -> dict:
+    """The listing plus VP9 profile-2 HDR10 streams at `sides`, as YouTube adds for an HDR upload."""
+    for side in sides:
+        listing["formats"].append({"format_id": f"hdr-{side}", "url": f"https://media.invalid/hdr-{side}",
+                                   "ext": "webm", "vcodec": "vp09.02.51.10.01.09.16.09.00", "acodec": "none",
+                                   "width": round(side * 16 / 9 / 2) * 2, "height": side, "fps": 30,
+                                   "tbr": side * 3.0, "protocol": "https", "dynamic_range": "HDR10"})  # fmt: skip
+    return listing
+
+
+def test_sdr_is_taken_where_hdr_is_offered_too(tmp_path):
+    """yt-dlp's own order takes the HDR10 stream; the default takes SDR at the same size, and an HDR-only video
+    still comes (normalize tone-maps it)."""
+    video, _ = _picked(_cfg(tmp_path, format_sort="res:1080"), _with_hdr(_listing(False, ALL)))
+    assert video["dynamic_range"] == "HDR10"
+    video, _ = _picked(_cfg(tmp_path), _with_hdr(_listing(False, ALL)))
+    assert video["dynamic_range"] == "SDR" and video["height"] == 1080
+    video, _ = _picked(_cfg(tmp_path), _with_hdr(_listing(False, {"vp9": (360,)}), (360, 720, 1080)))
+    assert video["dynamic_range"] == "HDR10" and video["height"] == 1080
+
+
 def test_empty_format_sort_leaves_yt_dlps_own_order(tmp_path):
     video, _ = _picked(_cfg(tmp_path, format_sort=""), _listing(False, ALL))
     assert video["height"] == 1440

@@ -12,7 +12,7 @@ import pytest
 from pipeline.config import BuildConfig, NormalizeConfig
 from pipeline.face_video import clip_frames, sampled_frames
 from pipeline.media import ffmpeg, iter_frames, probe, read_audio, read_frames
-from pipeline.norm_video import chain, first_frame_size, timeline_filter
+from pipeline.norm_video import chain, first_frame_size, then, timeline_filter
 from pipeline.record import drop, seed_row
 from pipeline.stages.normalize import Normalize
 
@@ -231,6 +231,41 @@ def test_normalize_keeps_the_source_av_alignment_exactly(tmp_path, shared_media,
     err = {s: float(np.mean([np.abs(a[i] - b[i + s]).mean() for i in range(3, len(a) - 3)])) for s in (-1, 0, 1)}
     assert err[0] < 0.5 * min(err[-1], err[1]), err
     assert _lag_s(read_audio(row["audio_path"]), read_audio(src)) == pytest.approx(0.0, abs=1 / 16000)
+
+
+@pytest.mark.parametrize("transfer", ["smpte2084", "arib-std-b67"], ids=["pq", "hlg"])
+@pytest.mark.parametrize("reencode", [False, True])
+def test_hdr_source_is_tone_mapped_to_sdr(tmp_path, shared_media, transfer, reencode):
+    """A real SDR clip re-coded as 10-bit BT.2020 HDR (PQ as HDR10 uploads, HLG as phones record), SDR white at
+    100 nits: on the timeline it must look like the SDR original again, not grey and flat."""
+    src, hdr = shared_media / "video_av" / "hdtf_WDA_AOC_en_8s.mp4", tmp_path / f"{transfer}.mp4"
+    ffmpeg("-i", str(src), "-t", "3", "-vf", f"zscale=tin=bt709:min=bt709:pin=bt709:rin=tv:t={transfer}:m=bt2020nc:"
+           "p=bt2020:r=tv:npl=100,format=yuv420p10le", "-c:v", "libx265", "-preset", "ultrafast", "-crf", "16",
+           "-x265-params", f"log-level=error:colorprim=bt2020:transfer={transfer}:colormatrix=bt2020nc",
+           "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc", "-c:a", "copy", str(hdr),
+           timeout=120)  # fmt: skip
+    assert _streams(str(hdr))[0]["color_transfer"] == transfer
+    cfg = BuildConfig(out=str(tmp_path / "out"), normalize=NormalizeConfig(reencode=reencode))
+    [row] = Normalize(cfg)(_row(hdr))
+    assert row["status"] == "ok", row
+    sdr = read_frames(src, 0.0, 2.0, size=(128, 128)).astype(np.float32)
+    got = _timeline(row, (128, 128))[: len(sdr)].astype(np.float32)
+    as_coded = np.stack(list(iter_frames(hdr, 0.0, 2.0, size=(128, 128))))[: len(sdr)].astype(np.float32)
+    # measured at 512 px: 31.7 (PQ) / 34.3 (HLG) grey levels off as coded, 6.0 / 5.8 tone-mapped
+    assert np.abs(got - sdr).mean() < 12.0 < np.abs(as_coded - sdr).mean() - 12.0
+    assert abs(got.mean() - sdr.mean()) < 8.0
+
+
+def test_a_decoders_own_steps_go_before_the_tone_map():
+    """then(): an SDR timeline is followed by the steps as it is; an HDR one tone-maps after them (a downsize or
+    crop first: the float tone map then touches a fraction of the pixels), still ending in 8-bit yuv420p."""
+    sdr, hdr = timeline_filter(1080), timeline_filter(1080, hdr=True)
+    assert then(sdr, "scale=64:64", None, "crop=8:8:0:0") == f"{sdr},scale=64:64,crop=8:8:0:0"
+    assert then(None, "crop=8:8:0:0") == "crop=8:8:0:0" and then(None) is None
+    got = then(hdr, "scale=64:64")
+    assert got.startswith(sdr.removesuffix("format=yuv420p") + "scale=64:64,zscale=t=linear")
+    assert got.endswith("format=yuv420p") and got.count("zscale=t=linear") == 1
+    assert then(then(hdr, "crop=8:8:0:0"), "trim=start_frame=5") == then(hdr, "crop=8:8:0:0", "trim=start_frame=5")
 
 
 @pytest.fixture(scope="session")
