@@ -18,12 +18,29 @@ from .record import FPS
 # HDR (PQ or HLG transfer) to the SDR BT.709 every stage expects: linear light, BT.709 primaries, Mobius tone map
 # (leaves the SDR range nearly as it is, rolls off highlights above `npl` nits), back to BT.709 gamma.
 HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
-TONEMAP = ("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=mobius:desat=0,"
-           "zscale=t=bt709:m=bt709:r=tv,")  # fmt: skip
+TONEMAP_HEAD = "setparams=color_trc="  # the stream's tags set on every frame first: see hdr_input
+TONEMAP_TAIL = (",zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=mobius:desat=0,"
+                "zscale=t=bt709:m=bt709:r=tv,")  # fmt: skip
+# the tags zscale is told as they are; anything else (unset, "unknown") reads as HDR's usual BT.2020 / limited
+_PRIMARIES = frozenset({"bt2020", "bt709", "smpte431", "smpte432"})
+_MATRICES = frozenset({"bt2020nc", "bt2020c", "bt709"})
+
+
+def hdr_input(stream: dict) -> str:
+    """The colour tags of an HDR (PQ / HLG) video stream from its ffprobe entry, as setparams options ("" for
+    SDR). zscale refuses a frame whose primaries or matrix are unset ("no path between colorspaces": the whole
+    source lost as corrupt_video), so the tone map sets all four on every frame first."""
+    transfer = stream.get("color_transfer")
+    if transfer not in HDR_TRANSFERS:
+        return ""
+    prim = stream.get("color_primaries") if stream.get("color_primaries") in _PRIMARIES else "bt2020"
+    matrix = stream.get("color_space") if stream.get("color_space") in _MATRICES else "bt2020nc"
+    rng = "pc" if stream.get("color_range") == "pc" else "tv"
+    return f"{transfer}:color_primaries={prim}:colorspace={matrix}:range={rng}"
 
 
 def timeline_filter(max_short_side: int, square_pixels: bool = True, interlaced: bool = False,
-                    hdr: bool = False) -> str:  # fmt: skip
+                    hdr: str = "") -> str:  # fmt: skip
     """ffmpeg filter chain from a source to the record's timeline (autorotation happens before it, so iw/ih are
     the displayed size); -2 keeps the aspect with an even other side.
 
@@ -31,15 +48,15 @@ def timeline_filter(max_short_side: int, square_pixels: bool = True, interlaced:
     first resamples the width to iw*sar, so the face keeps its shape; without it, setsar=1 alone would keep
     the stored pixels and squeeze every face (a 2:1 SAR read as extreme_pose). `interlaced=True` (the stream
     says its fields are interleaved: SD/HD broadcast) deinterlaces first (bwdif, one frame per frame), so no
-    crop carries combing on motion. `hdr=True` (a PQ or HLG transfer: phone and HDR uploads) tone-maps to SDR
-    BT.709 after the downsize (TONEMAP): read as BT.709 as it is, such a picture is grey and flat (a real clip
-    made PQ read 31.7 grey levels off its SDR original, 6.0 through TONEMAP). SDR square progressive sources get
+    crop carries combing on motion. `hdr` (hdr_input of a PQ or HLG stream: phone and HDR uploads) tone-maps to
+    SDR BT.709 after the downsize: read as BT.709 as it is, such a picture is grey and flat (a real clip made PQ
+    read 31.7 grey levels off its SDR original, 6.0 tone-mapped). SDR square progressive sources get
     the chain without any of these steps, so their timeline (and every stored norm_vf) is unchanged."""
     m = max_short_side
     scale = f"scale='if(lt(iw,ih),trunc(min(iw,{m})/2)*2,-2)':'if(lt(iw,ih),-2,trunc(min(ih,{m})/2)*2)'"
     unsqueeze = "" if square_pixels else "scale='trunc(iw*sar/2)*2':ih:flags=bicubic,setsar=1,"
     deinterlace = "bwdif=mode=send_frame:parity=auto:deint=interlaced," if interlaced else ""
-    tonemap = TONEMAP if hdr else ""
+    tonemap = f"{TONEMAP_HEAD}{hdr}{TONEMAP_TAIL}" if hdr else ""
     return f"{deinterlace}fps={FPS}:start_time=0,{unsqueeze}{scale}:flags=bicubic,setsar=1,{tonemap}format=yuv420p"
 
 
@@ -48,9 +65,9 @@ def then(timeline_vf: str | None, *vf: str | None) -> str | None:
     moves after them: it works in float on every pixel (7.5 CPU-s per 10 s of 1080x1920 on the timeline itself),
     so after the shots stage's downsize or the faces stage's crop it costs a fraction of that."""
     tail = [p for p in vf if p]
-    if timeline_vf and TONEMAP in timeline_vf:
-        head = timeline_vf.replace(TONEMAP + "format=yuv420p", "").rstrip(",")
-        return ",".join([head, *tail, TONEMAP + "format=yuv420p"])
+    if timeline_vf and f",{TONEMAP_HEAD}" in timeline_vf:  # the tone map and the final format=yuv420p
+        head, _, tonemap = timeline_vf.partition(f",{TONEMAP_HEAD}")
+        return ",".join([head, *tail, TONEMAP_HEAD + tonemap])
     return ",".join([p for p in (timeline_vf, *tail) if p]) or None
 
 

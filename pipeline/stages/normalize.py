@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from .. import faults, media, source_qp
-from ..norm_video import HDR_TRANSFERS, first_frame_size, timeline_filter
+from ..norm_video import first_frame_size, hdr_input, timeline_filter
 from ..record import FPS, SAMPLE_RATE, Row, drop
 from .base import Stage
 
@@ -53,7 +53,7 @@ def audio_track(audio: list[dict], lang: str) -> int:
 
 def stream_info(path: str | Path, lang: str = "", timeout: float = 60.0) -> dict:
     """Which real streams a file has (cover art / thumbnails are not video), whether the video's pixels are square,
-    whether its fields are interlaced, whether it is HDR (PQ / HLG), and which audio stream is the speaker's
+    whether its fields are interlaced, its HDR (PQ / HLG) description for the tone map, and which audio stream is the speaker's
     (`audio_track`, for the manifest's `lang`). Raises MediaError if unreadable."""
     info = media.ffprobe_json(path, timeout)
     streams = info.get("streams", [])
@@ -68,7 +68,7 @@ def stream_info(path: str | Path, lang: str = "", timeout: float = 60.0) -> dict
         "duration_s": float(info.get("format", {}).get("duration") or 0.0),
         "square_pixels": not video or abs(media.sample_aspect(video[0].get("sample_aspect_ratio")) - 1.0) < 1e-3,
         "interlaced": bool(video) and video[0].get("field_order") in INTERLACED_FIELD_ORDERS,
-        "hdr": bool(video) and video[0].get("color_transfer") in HDR_TRANSFERS,
+        "hdr": hdr_input(video[0]) if video else "",
         "audio_map": f"0:a:{audio_track(audio, lang)}",
         "audio_tracks": len(audio),
     }

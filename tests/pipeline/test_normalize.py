@@ -12,7 +12,7 @@ import pytest
 from pipeline.config import BuildConfig, NormalizeConfig
 from pipeline.face_video import clip_frames, sampled_frames
 from pipeline.media import ffmpeg, iter_frames, probe, read_audio, read_frames
-from pipeline.norm_video import chain, first_frame_size, then, timeline_filter
+from pipeline.norm_video import chain, first_frame_size, hdr_input, then, timeline_filter
 from pipeline.record import drop, seed_row
 from pipeline.stages.normalize import Normalize
 
@@ -233,18 +233,22 @@ def test_normalize_keeps_the_source_av_alignment_exactly(tmp_path, shared_media,
     assert _lag_s(read_audio(row["audio_path"]), read_audio(src)) == pytest.approx(0.0, abs=1 / 16000)
 
 
-@pytest.mark.parametrize("transfer", ["smpte2084", "arib-std-b67"], ids=["pq", "hlg"])
+@pytest.mark.parametrize("transfer,tags", [("smpte2084", True), ("arib-std-b67", True), ("smpte2084", False)],
+                         ids=["pq", "hlg", "pq-primaries-unset"])  # fmt: skip
 @pytest.mark.parametrize("reencode", [False, True])
-def test_hdr_source_is_tone_mapped_to_sdr(tmp_path, shared_media, transfer, reencode):
+def test_hdr_source_is_tone_mapped_to_sdr(tmp_path, shared_media, transfer, tags, reencode):
     """A real SDR clip re-coded as 10-bit BT.2020 HDR (PQ as HDR10 uploads, HLG as phones record), SDR white at
-    100 nits: on the timeline it must look like the SDR original again, not grey and flat."""
-    src, hdr = shared_media / "video_av" / "hdtf_WDA_AOC_en_8s.mp4", tmp_path / f"{transfer}.mp4"
+    100 nits: on the timeline it must look like the SDR original again, not grey and flat; also when the stream
+    states its transfer but not its primaries or matrix (zscale alone refused those frames)."""
+    src, hdr = shared_media / "video_av" / "hdtf_WDA_AOC_en_8s.mp4", tmp_path / f"{transfer}.mkv"
+    unset = ["-bsf:v", "hevc_metadata=colour_primaries=2:matrix_coefficients=2", "-color_primaries", "unknown",
+             "-colorspace", "unknown"] if not tags else ["-color_primaries", "bt2020", "-colorspace", "bt2020nc"]  # fmt: skip
     ffmpeg("-i", str(src), "-t", "3", "-vf", f"zscale=tin=bt709:min=bt709:pin=bt709:rin=tv:t={transfer}:m=bt2020nc:"
            "p=bt2020:r=tv:npl=100,format=yuv420p10le", "-c:v", "libx265", "-preset", "ultrafast", "-crf", "16",
            "-x265-params", f"log-level=error:colorprim=bt2020:transfer={transfer}:colormatrix=bt2020nc",
-           "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc", "-c:a", "copy", str(hdr),
-           timeout=120)  # fmt: skip
-    assert _streams(str(hdr))[0]["color_transfer"] == transfer
+           "-color_trc", transfer, *unset, "-c:a", "copy", str(hdr), timeout=120)  # fmt: skip
+    stream = _streams(str(hdr))[0]
+    assert stream["color_transfer"] == transfer and (stream.get("color_primaries") == "bt2020") == tags
     cfg = BuildConfig(out=str(tmp_path / "out"), normalize=NormalizeConfig(reencode=reencode))
     [row] = Normalize(cfg)(_row(hdr))
     assert row["status"] == "ok", row
@@ -259,12 +263,15 @@ def test_hdr_source_is_tone_mapped_to_sdr(tmp_path, shared_media, transfer, reen
 def test_a_decoders_own_steps_go_before_the_tone_map():
     """then(): an SDR timeline is followed by the steps as it is; an HDR one tone-maps after them (a downsize or
     crop first: the float tone map then touches a fraction of the pixels), still ending in 8-bit yuv420p."""
-    sdr, hdr = timeline_filter(1080), timeline_filter(1080, hdr=True)
+    sdr = timeline_filter(1080)
+    hdr = timeline_filter(1080, hdr=hdr_input({"color_transfer": "smpte2084", "color_primaries": "unknown"}))
     assert then(sdr, "scale=64:64", None, "crop=8:8:0:0") == f"{sdr},scale=64:64,crop=8:8:0:0"
     assert then(None, "crop=8:8:0:0") == "crop=8:8:0:0" and then(None) is None
     got = then(hdr, "scale=64:64")
-    assert got.startswith(sdr.removesuffix("format=yuv420p") + "scale=64:64,zscale=t=linear")
+    assert got.startswith(sdr.removesuffix("format=yuv420p") + "scale=64:64,setparams=color_trc=smpte2084:"
+                          "color_primaries=bt2020:colorspace=bt2020nc:range=tv,zscale=t=linear")
     assert got.endswith("format=yuv420p") and got.count("zscale=t=linear") == 1
+    assert hdr_input({"color_transfer": "bt709"}) == ""
     assert then(then(hdr, "crop=8:8:0:0"), "trim=start_frame=5") == then(hdr, "crop=8:8:0:0", "trim=start_frame=5")
 
 
