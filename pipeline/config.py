@@ -37,6 +37,9 @@ class DownloadConfig:
     # normalize). The codec is left to yt-dlp: the pipeline costs the same CPU on H.264, VP9 or AV1
     # (benchmarks/bench_source_codecs.py); "...,vcodec:h264" buys the source-quantiser gate for ~1.8x VP9's bytes
     format_sort: str = "res:1080,hdr:sdr"
+    # a Netscape cookies.txt of a signed-in browser session, for sites that refuse anonymous sessions (YouTube's
+    # "confirm you're not a bot", age gates); each download reads a private copy, the file is never written
+    cookies: str = ""
 
 
 @dataclass
@@ -286,11 +289,15 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 
 
 def check_choices(cfg: BuildConfig, where: str) -> None:
-    """Fail before any work starts (not inside a Ray actor later) when a setting names an unknown option."""
+    """Fail before any work starts (not inside a Ray actor later) when a setting names an unknown option or a
+    file that is not there."""
     for (section, name), allowed in CHOICES.items():
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             raise ValueError(f"{where}: {section}.{name} must be {' | '.join(allowed)}, got {value!r}")
+    if cfg.download.cookies and not Path(cfg.download.cookies).is_file():
+        raise ValueError(f"{where}: download.cookies {cfg.download.cookies!r} is not a file (export a Netscape "
+                         "cookies.txt from a signed-in browser, or leave it empty)")  # fmt: skip
 
 
 def save_config(cfg: BuildConfig, path: str | Path) -> None:

@@ -53,6 +53,12 @@ TRANSIENT_TEXT = re.compile(
     re.IGNORECASE,
 )
 HTTP_STATUS = re.compile(r"HTTP Error (\d{3})")
+# A site refusing this session rather than the video (yt-dlp's YouTube messages): every video would fail the same
+# way until the limit lifts or the session signs in, so such a video is left for the next run, never dropped.
+SESSION_REFUSED = re.compile(
+    r"confirm you.{1,3}re not a bot|captcha challenge|has been rate-limited|content isn.{1,3}t available, try again later",
+    re.IGNORECASE,
+)
 
 
 class Transient(Exception):

@@ -124,13 +124,22 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
     opts = dict(job["opts"], logger=Logger(), progress_hooks=[hook], max_filesize=max_bytes)
     if job["op"] == "download":
         opts["match_filter"] = match_filter
+    private = None
     try:
+        if opts.get("cookiefile"):  # yt-dlp saves the jar back on exit: concurrent downloads would share one file
+            fd, private = tempfile.mkstemp(prefix="cookies-", suffix=".txt")
+            with os.fdopen(fd, "wb") as f:
+                f.write(Path(opts["cookiefile"]).read_bytes())
+            opts["cookiefile"] = private
         with yt_dlp.YoutubeDL(opts) as ydl:
             info = ydl.extract_info(job["url"], download=job["op"] == "download")
     except Exception as exc:
         big = isinstance(exc, TooLarge)
         return {"ok": False, "info": None, "error": faults.describe(exc), "transient": not big and faults.is_transient(exc),
                 "too_large": big, "too_long": ""}  # fmt: skip
+    finally:
+        if private:
+            os.unlink(private)
     refused = next((m for m in messages if "larger than max-filesize" in m), "")
     return {"ok": not refused, "info": _subset(info), "error": refused.strip(), "transient": False,
             "too_large": bool(refused), "too_long": too_long[-1] if too_long else ""}  # fmt: skip

@@ -59,6 +59,8 @@ class Download(Stage):
             # YouTube needs a JS runtime (plus the yt-dlp-ejs package); use whichever of these is installed.
             "js_runtimes": {"deno": {}, "node": {}},
         }
+        if c.cookies:
+            opts["cookiefile"] = c.cookies  # pipeline/fetch.py hands yt-dlp a private copy (yt-dlp writes it back)
         if c.format_sort.strip():
             opts["format_sort"] = [f.strip() for f in c.format_sort.split(",") if f.strip()]
         if c.rate_limit:
@@ -138,6 +140,9 @@ class Download(Stage):
                     _remove_partials(work)
                     return drop(row, "too_large", self.name, result["error"])
                 if not result["ok"]:
+                    if faults.SESSION_REFUSED.search(result["error"]):  # the site refuses this session, not the video
+                        raise faults.Transient(f"{result['error']} (left for the next run; download.cookies "
+                                               "signs the session in)", retry_now=False)  # fmt: skip
                     if result["transient"]:  # HTTP 429/5xx, reset, timeout: retried (a .part file resumes)
                         raise faults.Transient(result["error"])
                     _remove_partials(work)
@@ -172,7 +177,8 @@ class Download(Stage):
         """Flat search results (id, url, title, duration, ...) without downloading anything."""
         result = self._fetch("search", query, self._opts(extract_flat="in_playlist"), None)
         if not result["ok"]:
-            raise (faults.Transient if result["transient"] else RuntimeError)(result["error"])
+            transient = result["transient"] or faults.SESSION_REFUSED.search(result["error"])
+            raise (faults.Transient if transient else RuntimeError)(result["error"])
         return [e for e in ((result["info"] or {}).get("entries") or []) if isinstance(e, dict)]
 
     def _search(self, row: Row) -> Row | list[Row]:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import BuildConfig, DownloadConfig, RetryConfig
+from pipeline import faults
+from pipeline.config import BuildConfig, DownloadConfig, RetryConfig, load_config
 from pipeline.media import ffmpeg, probe
 from pipeline.record import drop, make_key, seed_row
 from pipeline.stages.download import Download
@@ -51,6 +52,8 @@ def server(served_mp4):
 
         def do_GET(self):
             hits[self.path] = hits.get(self.path, 0) + 1
+            if self.headers.get("Cookie"):
+                hits[f"cookie {self.path}"] = self.headers["Cookie"]
             if self.path.startswith("/ok"):
                 self._head(200, len(body))
                 self.wfile.write(body)
@@ -140,6 +143,55 @@ def test_http_5xx_and_cut_transfers_are_retried_then_left_for_the_next_run(tmp_p
     assert hits[path] >= 2  # tried again in this run
     work = _cfg(tmp_path).work_dir / "en" / out["video_key"]
     assert not [p for p in work.glob("source.*") if not p.name.endswith((".part", ".ytdl"))]
+
+
+def test_cookies_are_sent_from_a_private_copy(tmp_path, server):
+    """download.cookies: yt-dlp sends the signed-in session's cookies, and the user's file is not rewritten (yt-dlp
+    saves its jar on exit; concurrent downloads would all write one file)."""
+    base, hits = server
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t4102444800\tSID\tsigned-in-42\n")
+    before = jar.read_bytes()
+    [ok] = Download(_cfg(tmp_path, cookies=str(jar)))(seed_row("en", "withcookie", f"{base}/ok_cookie.mp4"))
+    assert ok["status"] == "ok", ok
+    assert hits["cookie /ok_cookie.mp4"] == "SID=signed-in-42"
+    assert jar.read_bytes() == before
+    with pytest.raises(ValueError, match="download.cookies"):
+        load_config(None, out=str(tmp_path), download={"cookies": str(tmp_path / "absent.txt")})
+
+
+def _youtube_refusal(kind: str) -> str:
+    """The error yt-dlp's YouTube extractor raises when it refuses a session (its own wording and login hint)."""
+    import yt_dlp
+    from yt_dlp.extractor.youtube import YoutubeIE
+
+    ie = YoutubeIE(yt_dlp.YoutubeDL({"quiet": True}))
+    reason = {"bot": "Sign in to confirm you\u2019re not a bot", "limit": "This content isn't available, try again later"}[kind]
+    if kind == "bot":
+        reason = f"{reason}. {ie._youtube_login_hint}"
+    else:
+        reason += ". The current session has been rate-limited by YouTube for up to an hour."
+    return f"ERROR: [youtube] abcdefghijk: {reason}"
+
+
+@pytest.mark.parametrize("kind", ["bot", "limit"])
+def test_a_session_the_site_refuses_leaves_the_video_for_the_next_run(tmp_path, monkeypatch, kind):
+    """YouTube's bot check and rate limit refuse the machine's session, not the video: dropping would ledger every
+    video of the batch as failed for good. They are left for the next run (retry_later) without retries now."""
+    calls = []
+
+    def refused(job, *args):
+        calls.append(job["op"])
+        return {"ok": False, "info": None, "error": _youtube_refusal(kind), "transient": False, "too_large": False,
+                "too_long": ""}  # fmt: skip
+
+    monkeypatch.setattr("pipeline.fetch.run_job", refused)
+    [out] = Download(_cfg(tmp_path, attempts=3))(seed_row("en", "yt", "https://www.youtube.com/watch?v=abcdefghijk"))
+    assert out["status"] == "retry_later" and "download.cookies" in out["drop_detail"], out
+    assert calls == ["download"]  # not retried in this run: more requests only extend a rate limit
+    for permanent in ("Sign in to confirm your age. This video may be inappropriate for some users.",
+                      "Private video. Sign in if you've been granted access to this video", "Video unavailable"):
+        assert not faults.SESSION_REFUSED.search(permanent)
 
 
 def test_stalled_server_times_out_within_bounds(tmp_path, server):
