@@ -40,6 +40,8 @@ class DownloadConfig:
     # a Netscape cookies.txt of a signed-in browser session, for sites that refuse anonymous sessions (YouTube's
     # "confirm you're not a bot", age gates); each download reads a private copy, the file is never written
     cookies: str = ""
+    refused_pause_s: float = 3600.0  # after a site refuses the session (bot check, rate limit): its other sources
+    # are left for the next run without asking it again for this long (YouTube: "rate-limited for up to an hour")
 
 
 @dataclass

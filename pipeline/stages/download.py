@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from .. import faults, fetch, media
+from ..config import BuildConfig
 from ..manifest import source_kind
 from ..record import Row, drop, make_key
 from .base import Stage
@@ -37,9 +40,22 @@ def _remove_partials(work: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+def _site(url: str) -> str:
+    """The site a source is fetched from, for telling which one refused the session (ytsearch: YouTube)."""
+    if _SEARCH.match(url):
+        return "youtube.com"
+    host = (urlparse(url).hostname or "").lower()
+    host = re.sub(r"^(?:www|m|music)\.", "", host)
+    return "youtube.com" if host in ("youtu.be", "youtube-nocookie.com") else host
+
+
 class Download(Stage):
     name = "download"
     uses_model = False
+
+    def __init__(self, cfg: BuildConfig):
+        super().__init__(cfg)
+        self._refused: dict[str, float] = {}  # site -> monotonic time until which it is not asked again
 
     def _opts(self, **extra: Any) -> dict[str, Any]:
         """yt-dlp options (JSON-able: they travel to the child process in pipeline/fetch.py)."""
@@ -71,12 +87,20 @@ class Download(Stage):
 
     def _fetch(self, op: str, url: str, opts: dict[str, Any], work: Path | None) -> dict[str, Any]:
         """One yt-dlp job in a killable child under the download limits; a passed deadline raises Transient
-        (left for the next run at once: its partial file is removed), too many bytes returns too_large."""
+        (left for the next run at once: its partial file is removed), too many bytes returns too_large. A site
+        that refused this session (faults.SESSION_REFUSED) is not asked again for `download.refused_pause_s`:
+        every request would be refused too, and more requests only extend a rate limit."""
         c = self.cfg.download
+        site = _site(url)
+        until = self._refused.get(site, 0.0)
+        if time.monotonic() < until:
+            raise faults.Transient(f"{site} refused this session; not asked again in this run for "
+                                   f"{until - time.monotonic():.0f} s (download.refused_pause_s; download.cookies "
+                                   "signs the session in)", retry_now=False)  # fmt: skip
         job = {"op": op, "url": url, "opts": opts, "max_duration_s": c.max_duration_s, "max_bytes": c.max_bytes,
                "deadline_s": c.deadline_s}
         try:
-            return fetch.run_job(job, c.deadline_s, c.max_bytes, work)
+            result = fetch.run_job(job, c.deadline_s, c.max_bytes, work)
         except fetch.LimitExceeded as exc:
             if work is not None:
                 _remove_partials(work)
@@ -84,6 +108,10 @@ class Download(Stage):
                 return {"ok": False, "info": None, "error": str(exc), "transient": False, "too_large": True,
                         "too_long": ""}  # fmt: skip
             raise faults.Transient(str(exc), retry_now=False) from None
+        if not result["ok"] and faults.SESSION_REFUSED.search(result["error"] or ""):
+            log.warning("%s refused this session: %s; its other sources wait for the next run", site, result["error"])
+            self._refused[site] = time.monotonic() + c.refused_pause_s
+        return result
 
     def process(self, row: Row) -> Row | list[Row]:
         kind = source_kind(row["source"])

@@ -186,9 +186,17 @@ def test_a_session_the_site_refuses_leaves_the_video_for_the_next_run(tmp_path, 
                 "too_long": ""}  # fmt: skip
 
     monkeypatch.setattr("pipeline.fetch.run_job", refused)
-    [out] = Download(_cfg(tmp_path, attempts=3))(seed_row("en", "yt", "https://www.youtube.com/watch?v=abcdefghijk"))
+    stage = Download(_cfg(tmp_path, attempts=3))
+    [out] = stage(seed_row("en", "yt", "https://www.youtube.com/watch?v=abcdefghijk"))
     assert out["status"] == "retry_later" and "download.cookies" in out["drop_detail"], out
     assert calls == ["download"]  # not retried in this run: more requests only extend a rate limit
+    # the site is not asked again in this run, for its other videos and searches either; other sites are
+    for source in ("https://youtu.be/bcdefghijkl", "ytsearch5:news anchor"):
+        [later] = stage(seed_row("en", "yt2", source))
+        assert later["status"] == "retry_later" and "not asked again" in later["drop_detail"], later
+    assert calls == ["download"]
+    stage(seed_row("en", "vimeo", "https://vimeo.com/12345"))
+    assert calls == ["download", "download"]
     for permanent in ("Sign in to confirm your age. This video may be inappropriate for some users.",
                       "Private video. Sign in if you've been granted access to this video", "Video unavailable"):
         assert not faults.SESSION_REFUSED.search(permanent)
