@@ -87,6 +87,7 @@ GATES: tuple[Gate, ...] = (
     Gate("sync confidence", "sync", "out_of_sync", "sync_conf", "sync", "min_conf", "min"),
     Gate("lip motion", "quality", "no_lip_motion", "mouth_range", "quality", "min_mouth_range", "min"),
     Gate("brightness", "quality", "too_dark", "brightness", "quality", "min_brightness", "min"),
+    Gate("repeated frames", "quality", "low_frame_rate", "frame_repeat_ratio", "quality", "max_frame_repeat", "max"),
     Gate("face detail (px)", "quality", "blurry", "face_detail_px", "quality", "min_face_detail_px", "min"),
     Gate("face blockiness", "quality", "blurry", "face_blockiness", "quality", "max_blockiness", "max"),
     Gate("source quantiser (H.264 QP)", "quality", "blurry", "source_qp", "quality", "max_source_qp", "max"),

@@ -201,8 +201,13 @@ class FaceTrack(Stage):
             x0, y0, x1, y1 = crop_region([rd.windows for rd in renderers], size)
             if (x1 - x0) * (y1 - y0) < 0.8 * size[0] * size[1]:
                 vf, region, size = then(vf, f"crop={x1 - x0}:{y1 - y0}:{x0}:{y0}"), (x0, y0), (x1 - x0, y1 - y0)
+        # frame i repeats frame i-1 exactly: the timeline filled a gap of a low-frame-rate source (15 fps: 40 % of
+        # frames) or the video froze; compared on every 4th pixel of the decoded region (identical frames only)
+        repeats, prev = np.zeros(n, bool), None
         try:
             for i, frame in enumerate(clip_frames(row["norm_path"], start, start + n / fps, n, vf, size)):
+                repeats[i] = prev is not None and np.array_equal(frame[::4, ::4], prev[::4, ::4])
+                prev = frame
                 for rd in renderers:
                     rd.feed(i, frame, region)
         except BaseException:
@@ -210,7 +215,7 @@ class FaceTrack(Stage):
                 rd.abort()
             raise
         for rd in renderers:
-            rd.finish()
+            rd.finish(repeats)
 
 
 def crop_region(windows: list[np.ndarray], frame_wh: tuple[int, int], grid: int = 16) -> tuple[int, int, int, int]:
@@ -291,7 +296,8 @@ class SegmentRenderer:
         self.crop_path.unlink(missing_ok=True)
         sidecar(self.crop_path).unlink(missing_ok=True)
 
-    def finish(self) -> None:
+    def finish(self, repeats: np.ndarray) -> None:
+        """Close the crop, write the track; `repeats` flags the clip's frames that repeat the one before."""
         if self.writer is not None and self.writer.proc.returncode is None:
             self.writer.close()
         n, r = self.b - self.a, self.row
@@ -305,6 +311,7 @@ class SegmentRenderer:
         side = (self.windows[:, 2] - self.windows[:, 0])[:, None, None]
         lm_crop = ((self.lm - self.windows[:, None, :2]) * (self.size / side)).astype(np.float32)
         r |= crop_measures(self.q_crops, lm_crop)
+        r["frame_repeat_ratio"] = round(float(repeats[self.a + 1 : self.b].mean()), 4) if n > 1 else 0.0
         ident = np.mean(self.embs, axis=0)
         write_track(
             self.track_path,

@@ -20,7 +20,10 @@ from benchmarks.kit.curation_build import OTHER_ENCODERS, degrade
 from benchmarks.kit.face_rows import shot_row
 from pipeline import face_quality
 from pipeline.config import BuildConfig
+from pipeline.media import ffmpeg
+from pipeline.record import make_key, seed_row
 from pipeline.stages.faces import FaceTrack
+from pipeline.stages.normalize import Normalize
 from pipeline.stages.quality import QualityFilter
 
 CLIPS = {"face2": "retalking_face2_en.mp4", "aoc": "hdtf_WDA_AOC_en_8s.mp4"}  # 25 fps studio clips (HDTF)
@@ -98,3 +101,36 @@ def test_intra_codec_copy_at_a_kept_quality_kept(graded, name, kind):
     row, clean = graded[name, kind], graded[name, "clean"]
     assert row["status"] == "ok", row
     assert row["face_detail_px"] > 0.75 * clean["face_detail_px"]  # the detail is there: only the grid reads it
+
+
+@pytest.fixture(scope="module")
+def by_frame_rate(shared_media, media_cache, tmp_path_factory) -> dict[int, dict]:
+    """A real 25 fps studio clip re-coded at 15 / 24 fps (as a webcam or film source arrives), through the faces
+    and quality stages on the 25 fps timeline."""
+    cfg = BuildConfig(out=str(tmp_path_factory.mktemp("fps_out")), langs=["en"])
+    cfg.faces = dataclasses.replace(cfg.faces, backend="mtcnn", min_face_px=160)
+    faces, quality = FaceTrack(cfg), QualityFilter(cfg)
+    src, out = shared_media / "video_av" / CLIPS["aoc"], {}
+    for fps in (15, 24, 25):
+        path = media_cache / f"fq_aoc_{fps}fps.mp4"
+        if not path.exists():
+            ffmpeg("-i", str(src), "-t", "3.2", "-vf", f"fps={fps}", "-c:v", "libx264", "-crf", "16", "-c:a", "copy",
+                   str(path), timeout=120)  # fmt: skip
+        row = seed_row("en", f"fq_aoc_{fps}", str(path))
+        row["video_path"] = str(path)
+        [row] = Normalize(cfg)(row)  # the source onto the 25 fps timeline (norm_vf), as a build does
+        row.update(start_s=0.0, end_s=3.0, shot_index=0, key=make_key("en", f"fq_aoc_{fps}", shot=0))
+        [faced] = faces(row)
+        assert faced["status"] == "ok", faced
+        [out[fps]] = quality(faced)
+    return out
+
+
+def test_a_low_frame_rate_source_is_dropped_and_film_rate_kept(by_frame_rate):
+    """15 fps on the 25 fps timeline: 2 of every 5 frames repeat the one before, the lips stutter; 24 fps repeats
+    1 frame in 25 and is kept, like the 25 fps original (no repeats)."""
+    low, film, native = by_frame_rate[15], by_frame_rate[24], by_frame_rate[25]
+    assert (low["drop_reason"], low["drop_stage"]) == ("low_frame_rate", "quality"), low
+    assert 0.35 < low["frame_repeat_ratio"] < 0.45 and "repeated frames" in low["drop_detail"]
+    assert film["status"] == "ok" and 0.02 < film["frame_repeat_ratio"] < 0.08, film
+    assert native["status"] == "ok" and native["frame_repeat_ratio"] == 0.0, native
