@@ -5,7 +5,9 @@ pipeline/fetch.py kills at `download.deadline_s` or `download.max_bytes`, into
 `<out>/work/<lang>/<video_key>/source.<ext>`; a file already there from an earlier run is reused. A
 `ytsearchN:` row fans out into one row per result (key from the result's id, never its title), skipping results
 the ledger marks finished. A bad source is a recorded drop (404, too long, too large); a transient failure
-(HTTP 429/5xx, reset, timeout, the deadline) is retried and then left for the next run (pipeline/faults.py).
+(HTTP 429/5xx, reset, timeout, the deadline) is retried and then left for the next run (pipeline/faults.py). A
+site that refuses the session itself (YouTube's bot check or rate limit) leaves the video for the next run at once,
+and is not asked again in this run for `download.refused_pause_s`; `download.cookies` signs the session in.
 """
 
 from __future__ import annotations
