@@ -128,9 +128,10 @@ class QualityConfig:
     max_source_qp: float = 40.0
     min_sharpness: float = 20.0  # variance of the Laplacian on the crop: only for rows without the native measures
     min_brightness: float = 30.0
-    # share of the clip's frames that repeat the frame before exactly (the 25 fps timeline filling a slower source,
-    # or a frozen picture): 15 fps reads 0.40, 20 fps 0.20, 24 fps 0.04, every 25-30 fps clip of ../shared/media 0-0.02
-    # except one variable-rate ~22 fps clip at 0.21; above = low_frame_rate (stuttering lips to learn from)
+    # share of the clip's frames that repeat the frame before (the 25 fps timeline filling a slower source, a slow
+    # source stored at a higher rate, a frozen picture; pipeline/stages/faces.py repeated_frames): 15 fps reads
+    # 0.40, 15 fps stored at 30 0.39, 20 fps 0.20, 24 fps 0.04; the clips of ../shared/media 0-0.22 (RESULTS.md);
+    # above = low_frame_rate (stuttering lips to learn from)
     max_frame_repeat: float = 0.3
     # p95 - p5 of the inner-lip gap / face height over the clip: a still photo over speech moves it by landmark
     # jitter (0.004-0.006), every talking clip of ../shared/media by >= 0.058 (benchmarks/RESULTS.md, lip motion)

@@ -63,7 +63,7 @@ ROW_KEYS: dict[str, dict[str, str]] = {
         "face_coverage": "share of sampled frames with the tracked face", "detector": "face detector backend",
         "face_detail_px": "effective resolution px of the face at source resolution (median; face_quality.py)",
         "face_blockiness": "steps on the 8-px block grid vs elsewhere, 1.0 = none (median; face_quality.py)",
-        "frame_repeat_ratio": "share of the clip's frames identical to the one before (a low-frame-rate source)",
+        "frame_repeat_ratio": "share of the clip's frames repeating the one before (a low-frame-rate source)",
         "face_native_px": "longest side px of the landmarks' box in the source frame (median)",
         "take_id": 'the take (one shot, one face track) the clip is a window of: "<video_key>-s0003[-tNN]"',
         "take_index": "window number in the take (pipeline/takes.py)", "take_windows": "windows in the take",

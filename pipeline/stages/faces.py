@@ -201,21 +201,32 @@ class FaceTrack(Stage):
             x0, y0, x1, y1 = crop_region([rd.windows for rd in renderers], size)
             if (x1 - x0) * (y1 - y0) < 0.8 * size[0] * size[1]:
                 vf, region, size = then(vf, f"crop={x1 - x0}:{y1 - y0}:{x0}:{y0}"), (x0, y0), (x1 - x0, y1 - y0)
-        # frame i repeats frame i-1 exactly: the timeline filled a gap of a low-frame-rate source (15 fps: 40 % of
-        # frames) or the video froze; compared on every 4th pixel of the decoded region (identical frames only)
-        repeats, prev = np.zeros(n, bool), None
+        change, prev = np.full(n, np.inf), None  # mean |frame i - frame i-1| on every 4th pixel of the region
         try:
             for i, frame in enumerate(clip_frames(row["norm_path"], start, start + n / fps, n, vf, size)):
-                repeats[i] = prev is not None and np.array_equal(frame[::4, ::4], prev[::4, ::4])
-                prev = frame
+                small = frame[::4, ::4].astype(np.int16)
+                if prev is not None:
+                    change[i] = float(np.abs(small - prev).mean())
+                prev = small
                 for rd in renderers:
                     rd.feed(i, frame, region)
         except BaseException:
             for rd in renderers:
                 rd.abort()
             raise
+        repeats = repeated_frames(change)
         for rd in renderers:
             rd.finish(repeats)
+
+
+def repeated_frames(change: np.ndarray, near: float = 0.25) -> np.ndarray:
+    """Which frames repeat the one before: no change at all (the 25 fps timeline filling a slower source: 15 fps
+    repeats 40 % of its frames), or under `near` x the change on both sides (a slow source stored at a higher
+    rate and encoded, whose twin frames differ by coding noise only, while the frames around them move).
+    `change[i]` is frame i's difference to frame i-1 (inf where there is none)."""
+    before = np.r_[np.inf, change[:-1]]
+    after = np.r_[change[1:], np.inf]
+    return np.isfinite(change) & ((change == 0) | (change < near * np.minimum(before, after)))
 
 
 def crop_region(windows: list[np.ndarray], frame_wh: tuple[int, int], grid: int = 16) -> tuple[int, int, int, int]:

@@ -111,10 +111,10 @@ def by_frame_rate(shared_media, media_cache, tmp_path_factory) -> dict[int, dict
     cfg.faces = dataclasses.replace(cfg.faces, backend="mtcnn", min_face_px=160)
     faces, quality = FaceTrack(cfg), QualityFilter(cfg)
     src, out = shared_media / "video_av" / CLIPS["aoc"], {}
-    for fps in (15, 24, 25):
+    for fps, vf in ((15, "fps=15"), (24, "fps=24"), (25, "null"), (30, "fps=15,fps=30")):  # 30: 15 fps stored at 30
         path = media_cache / f"fq_aoc_{fps}fps.mp4"
         if not path.exists():
-            ffmpeg("-i", str(src), "-t", "3.2", "-vf", f"fps={fps}", "-c:v", "libx264", "-crf", "16", "-c:a", "copy",
+            ffmpeg("-i", str(src), "-t", "3.2", "-vf", vf, "-c:v", "libx264", "-crf", "20", "-c:a", "copy",
                    str(path), timeout=120)  # fmt: skip
         row = seed_row("en", f"fq_aoc_{fps}", str(path))
         row["video_path"] = str(path)
@@ -127,10 +127,12 @@ def by_frame_rate(shared_media, media_cache, tmp_path_factory) -> dict[int, dict
 
 
 def test_a_low_frame_rate_source_is_dropped_and_film_rate_kept(by_frame_rate):
-    """15 fps on the 25 fps timeline: 2 of every 5 frames repeat the one before, the lips stutter; 24 fps repeats
-    1 frame in 25 and is kept, like the 25 fps original (no repeats)."""
-    low, film, native = by_frame_rate[15], by_frame_rate[24], by_frame_rate[25]
-    assert (low["drop_reason"], low["drop_stage"]) == ("low_frame_rate", "quality"), low
-    assert 0.35 < low["frame_repeat_ratio"] < 0.45 and "repeated frames" in low["drop_detail"]
+    """15 fps on the 25 fps timeline: 2 of every 5 frames repeat the one before, the lips stutter; the same 15 fps
+    stored at 30 fps (each frame coded twice: twins differ by coding noise) too; 24 fps repeats 1 frame in 25 and
+    is kept, like the 25 fps original (no repeats)."""
+    low, stored, film, native = (by_frame_rate[k] for k in (15, 30, 24, 25))
+    for row in (low, stored):
+        assert (row["drop_reason"], row["drop_stage"]) == ("low_frame_rate", "quality"), row
+        assert 0.35 < row["frame_repeat_ratio"] < 0.45 and "repeated frames" in row["drop_detail"]
     assert film["status"] == "ok" and 0.02 < film["frame_repeat_ratio"] < 0.08, film
     assert native["status"] == "ok" and native["frame_repeat_ratio"] == 0.0, native
