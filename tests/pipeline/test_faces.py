@@ -23,7 +23,7 @@ from pipeline.config import BuildConfig
 from pipeline.media import ffmpeg, probe, read_frames
 from pipeline.models.face_detectors import DlibHogDetector
 from pipeline.record import ALL_ROW_KEYS, drop, make_key, seed_row
-from pipeline.stages.faces import FaceTrack
+from pipeline.stages.faces import FaceTrack, repeated_frames
 from pipeline.track import iou
 from pipeline.track_io import read_track
 
@@ -382,3 +382,13 @@ def test_crop_fingerprint_taken_in_pass_two_matches_a_decode_of_the_crop(kept, n
     assert np.array_equal(crop_hashes(bare), decoded)
     other = video_hashes(kept["portrait" if name == "aoc" else "aoc"]["crop_path"])
     assert float(popcount(side ^ other).mean()) >= 16.0  # another person's crop: measured ~29
+
+
+def test_repeated_frames_counts_exact_and_near_twins_only():
+    inf = np.inf
+    # a 15 fps source on the 25 fps timeline: exact repeats
+    assert repeated_frames(np.array([inf, 3.0, 0.0, 2.5, 0.0, 3.1])).tolist() == [False, False, True, False, True, False]
+    # twins coded separately: tiny change between large ones; a still stretch (all changes alike) is not repeats
+    assert repeated_frames(np.array([inf, 4.0, 0.3, 4.2, 0.2, 3.9])).tolist() == [False, False, True, False, True, False]
+    assert not repeated_frames(np.array([inf, 0.3, 0.25, 0.35, 0.3, 0.28])).any()
+    assert not repeated_frames(np.array([inf])).any()
