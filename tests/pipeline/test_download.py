@@ -381,3 +381,18 @@ def test_sdr_is_taken_where_hdr_is_offered_too(tmp_path):
 def test_empty_format_sort_leaves_yt_dlps_own_order(tmp_path):
     video, _ = _picked(_cfg(tmp_path, format_sort=""), _listing(False, ALL))
     assert video["height"] == 1440
+
+
+def test_the_original_audio_track_is_taken_over_a_dub(tmp_path):
+    """YouTube lists dubbed audio tracks (auto-dubs among them) beside the original, marked by its language
+    preference; a dub is out of sync with the lips by construction, so the original must come even when a dub has
+    the higher bitrate."""
+    listing = _listing(False, ALL)
+    listing["formats"] = [f for f in listing["formats"] if f["vcodec"] != "none"] + [
+        {"format_id": "251-dub-es", "url": "https://media.invalid/es", "ext": "webm", "vcodec": "none",
+         "acodec": "opus", "abr": 160, "asr": 48000, "protocol": "https", "language": "es", "language_preference": -1},
+        {"format_id": "251-orig-en", "url": "https://media.invalid/en", "ext": "webm", "vcodec": "none",
+         "acodec": "opus", "abr": 128, "asr": 48000, "protocol": "https", "language": "en", "language_preference": 10},
+    ]  # fmt: skip
+    _, audio = _picked(_cfg(tmp_path), listing)
+    assert audio["format_id"] == "251-orig-en"
