@@ -33,13 +33,13 @@ LANGUAGE_TAGS = {
     "de": {"deu", "ger", "de"}, "ja": {"jpn", "ja"}, "ko": {"kor", "ko"}, "ru": {"rus", "ru"},
     "pt": {"por", "pt"}, "ar": {"ara", "ar"},
 }  # fmt: skip
-# audio tracks that are not the speaker's voice: commentary, audio description, a karaoke / music-only mix
-SIDE_TRACKS = ("comment", "visual_impaired", "karaoke")
+# audio tracks that are not the speaker's voice: a dub, commentary, audio description, a karaoke / music-only mix
+SIDE_TRACKS = ("dub", "comment", "visual_impaired", "karaoke")
 
 
 def audio_track(audio: list[dict], lang: str) -> int:
     """Which of a file's audio streams is the speaker's (its index among them, for `-map 0:a:N`): the first
-    tagged with the manifest's language, else the default one, else the first; never a commentary or
+    tagged with the manifest's language, else the default one, else the first; never a dub, commentary or
     audio-description track while another is left. A file with one audio stream gets 0."""
     def side(s: dict) -> bool:
         return any(s.get("disposition", {}).get(d) for d in SIDE_TRACKS)

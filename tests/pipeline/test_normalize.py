@@ -290,6 +290,9 @@ def two_track_clips(shared_media, media_cache) -> dict[str, Path]:
                                                                     "-disposition:a:0", "0",
                                                                     "-disposition:a:1", "default"]),
         "default_second": (["-map", "1:a", "-map", "0:a"], ["-disposition:a:0", "0", "-disposition:a:1", "default"]),
+        "dub_first": (["-map", "1:a", "-map", "0:a"], ["-metadata:s:a:0", "language=eng", "-metadata:s:a:1",
+                                                        "language=eng", "-disposition:a:0", "default+dub",
+                                                        "-disposition:a:1", "0"]),
         "commentary_first": (["-map", "1:a", "-map", "0:a"], ["-disposition:a:0", "default+comment",
                                                                "-disposition:a:1", "0"]),
     }  # fmt: skip
@@ -312,11 +315,11 @@ def _corr(x: np.ndarray, y: np.ndarray, max_lag_s: float = 0.2, sr: int = 16000)
     return float(np.abs(np.r_[c[: k + 1], c[-k:]]).max() / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12))
 
 
-@pytest.mark.parametrize("layout", ["tagged", "default_second", "commentary_first"])
+@pytest.mark.parametrize("layout", ["tagged", "default_second", "dub_first", "commentary_first"])
 @pytest.mark.parametrize("reencode", [False, True])
 def test_the_speakers_audio_track_is_taken(tmp_path, two_track_clips, layout, reencode):
     """The clip's own speech is the second audio stream; the first is other speech, tagged with another language,
-    marked default over a plain second track, or marked commentary. audio.wav must be the speaker's track."""
+    marked default over a plain second track, marked a dub (in the same language), or marked commentary. audio.wav must be the speaker's track."""
     cfg = BuildConfig(out=str(tmp_path), normalize=NormalizeConfig(reencode=reencode))
     [row] = Normalize(cfg)(_row(two_track_clips[layout], layout))
     assert row["status"] == "ok", row
