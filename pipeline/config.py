@@ -302,9 +302,30 @@ def check_choices(cfg: BuildConfig, where: str) -> None:
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             raise ValueError(f"{where}: {section}.{name} must be {' | '.join(allowed)}, got {value!r}")
+    bad_sort = format_sort_errors(cfg.download.format_sort)
+    if bad_sort:
+        raise ValueError(f"{where}: download.format_sort: {bad_sort} (yt-dlp -S fields, comma-separated, e.g. "
+                         "'res:1080,hdr:sdr')")  # fmt: skip
     if cfg.download.cookies and not Path(cfg.download.cookies).is_file():
         raise ValueError(f"{where}: download.cookies {cfg.download.cookies!r} is not a file (export a Netscape "
                          "cookies.txt from a signed-in browser, or leave it empty)")  # fmt: skip
+
+
+def format_sort_errors(value: str) -> str:
+    """What yt-dlp would refuse in a format_sort string (it raises for a malformed item on every video, so every
+    download would drop) or silently ignore (an unknown field), '' when fine."""
+    import re
+
+    from yt_dlp.utils import FormatSorter
+
+    bad = []
+    for item in (f.strip() for f in value.split(",") if f.strip()):
+        m = re.match(FormatSorter.regex, item)
+        if m is None or not m.group("field"):
+            bad.append(f"{item!r} is not FIELD, +FIELD, FIELD:LIMIT or FIELD~LIMIT")
+        elif m.group("field").lower() not in FormatSorter.settings:
+            bad.append(f"unknown field {m.group('field')!r} (known: {', '.join(sorted(FormatSorter.settings))})")
+    return "; ".join(bad)
 
 
 def save_config(cfg: BuildConfig, path: str | Path) -> None:

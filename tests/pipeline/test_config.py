@@ -28,3 +28,12 @@ def test_a_removed_name_elsewhere_is_just_unknown(tmp_path):
     cfg.write_text("faces:\n  fps: 30\n")  # only normalize.fps was removed; faces never had one
     with pytest.raises(ValueError, match="unknown setting 'fps'"):
         load_config(cfg)
+
+
+@pytest.mark.parametrize("value,message", [("res 1080", "is not FIELD"), ("rez:1080", "unknown field 'rez'")])
+def test_a_format_sort_yt_dlp_would_refuse_stops_the_build_at_load(tmp_path, value, message):
+    """A malformed item makes yt-dlp raise on every video (each ledgered download_failed for good), an unknown
+    field is ignored with a warning: both are refused when the config loads, before any download."""
+    with pytest.raises(ValueError, match=message):
+        load_config(None, out=str(tmp_path), download={"format_sort": value})
+    assert load_config(None, out=str(tmp_path), download={"format_sort": "+size,vcodec:h264,res~720"})
