@@ -40,6 +40,9 @@ class DownloadConfig:
     # a Netscape cookies.txt of a signed-in browser session, for sites that refuse anonymous sessions (YouTube's
     # "confirm you're not a bot", age gates); each download reads a private copy, the file is never written
     cookies: str = ""
+    # seconds yt-dlp waits before each download (up to twice that, at random) and 0.75 s between its requests: what
+    # YouTube's rate-limit message asks for (yt-dlp's `-t sleep`); per worker process, 0 = none
+    sleep_s: float = 0.0
     refused_pause_s: float = 3600.0  # after a site refuses the session (bot check, rate limit): its other sources
     # are left for the next run without asking it again for this long (YouTube: "rate-limited for up to an hour")
 

@@ -79,6 +79,8 @@ class Download(Stage):
         }
         if c.cookies:
             opts["cookiefile"] = c.cookies  # pipeline/fetch.py hands yt-dlp a private copy (yt-dlp writes it back)
+        if c.sleep_s > 0:
+            opts |= {"sleep_interval": c.sleep_s, "max_sleep_interval": 2 * c.sleep_s, "sleep_interval_requests": 0.75}
         if c.format_sort.strip():
             opts["format_sort"] = [f.strip() for f in c.format_sort.split(",") if f.strip()]
         if c.rate_limit:

@@ -160,6 +160,15 @@ def test_cookies_are_sent_from_a_private_copy(tmp_path, server):
         load_config(None, out=str(tmp_path), download={"cookies": str(tmp_path / "absent.txt")})
 
 
+def test_sleep_between_downloads_reaches_yt_dlp(tmp_path, server):
+    """download.sleep_s: yt-dlp waits before the download (a lower bound on the time, never an upper one)."""
+    base, hits = server
+    t0 = time.monotonic()
+    [ok] = Download(_cfg(tmp_path, sleep_s=3.0))(seed_row("en", "slow", f"{base}/ok_sleep.mp4"))
+    assert ok["status"] == "ok" and hits["/ok_sleep.mp4"] >= 1
+    assert time.monotonic() - t0 >= 3.0  # the same download without it: ~1-2 s here
+
+
 def _youtube_refusal(kind: str) -> str:
     """The error yt-dlp's YouTube extractor raises when it refuses a session (its own wording and login hint)."""
     import yt_dlp
