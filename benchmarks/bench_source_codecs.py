@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_pipeline import Clock, footage, overlapped  # noqa: E402
+from benchmarks.kit.faultkit import manifest  # noqa: E402
 from pipeline import media  # noqa: E402
 from pipeline.config import LANGS, load_config  # noqa: E402
 from pipeline.manifest import load_manifests  # noqa: E402
@@ -75,8 +76,7 @@ def pipeline_run(paths: list[Path], work: Path) -> tuple[float, float, int]:
     shutil.copy(SAMPLE / "config.yaml", man / "config.yaml")
     langs = sorted({lang_of(x) for x in paths})
     for lang in langs:
-        lines = [f"{x.stem},{x},test copy,bench_source_codecs" for x in paths if lang_of(x) == lang]
-        (man / f"{lang}.csv").write_text("\n".join(["id,source,license,note", *lines]) + "\n")
+        manifest(man, {x.stem: str(x) for x in paths if lang_of(x) == lang}, lang)
     cfg = load_config(str(man / "config.yaml"), trusted=False, out=str(work / "out"), manifests=str(man),
                       langs=langs, limit=0)  # fmt: skip
     seeds = load_manifests(man, langs)

@@ -314,6 +314,11 @@ def check_choices(cfg: BuildConfig, where: str) -> None:
                          "cookies.txt from a signed-in browser, or leave it empty)")  # fmt: skip
 
 
+def format_sort_fields(value: str) -> list[str]:
+    """download.format_sort as the list yt-dlp takes (its `-S` string split at commas)."""
+    return [f.strip() for f in value.split(",") if f.strip()]
+
+
 def format_sort_errors(value: str) -> str:
     """What yt-dlp would refuse in a format_sort string (it raises for a malformed item on every video, so every
     download would drop) or silently ignore (an unknown field), '' when fine."""
@@ -322,7 +327,7 @@ def format_sort_errors(value: str) -> str:
     from yt_dlp.utils import FormatSorter
 
     bad = []
-    for item in (f.strip() for f in value.split(",") if f.strip()):
+    for item in format_sort_fields(value):
         m = re.match(FormatSorter.regex, item)
         if m is None or not m.group("field"):
             bad.append(f"{item!r} is not FIELD, +FIELD, FIELD:LIMIT or FIELD~LIMIT")

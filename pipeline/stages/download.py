@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .. import faults, fetch, media
-from ..config import BuildConfig
+from ..config import BuildConfig, format_sort_fields
 from ..manifest import source_kind
 from ..record import Row, drop, make_key
 from .base import Stage
@@ -81,8 +81,8 @@ class Download(Stage):
             opts["cookiefile"] = c.cookies  # pipeline/fetch.py hands yt-dlp a private copy (yt-dlp writes it back)
         if c.sleep_s > 0:
             opts |= {"sleep_interval": c.sleep_s, "max_sleep_interval": 2 * c.sleep_s, "sleep_interval_requests": 0.75}
-        if c.format_sort.strip():
-            opts["format_sort"] = [f.strip() for f in c.format_sort.split(",") if f.strip()]
+        if sort := format_sort_fields(c.format_sort):
+            opts["format_sort"] = sort
         if c.rate_limit:
             from yt_dlp.utils import parse_bytes
 
@@ -92,8 +92,9 @@ class Download(Stage):
     def _fetch(self, op: str, url: str, opts: dict[str, Any], work: Path | None) -> dict[str, Any]:
         """One yt-dlp job in a killable child under the download limits; a passed deadline raises Transient
         (left for the next run at once: its partial file is removed), too many bytes returns too_large. A site
-        that refused this session (faults.SESSION_REFUSED) is not asked again for `download.refused_pause_s`:
-        every request would be refused too, and more requests only extend a rate limit."""
+        that refuses this session (faults.SESSION_REFUSED) raises Transient for the next run at once, and is not
+        asked again for `download.refused_pause_s`: every request would be refused too, and more requests only
+        extend a rate limit."""
         c = self.cfg.download
         site = _site(url)
         until = self._refused.get(site, 0.0)
@@ -115,6 +116,8 @@ class Download(Stage):
         if not result["ok"] and faults.SESSION_REFUSED.search(result["error"] or ""):
             log.warning("%s refused this session: %s; its other sources wait for the next run", site, result["error"])
             self._refused[site] = time.monotonic() + c.refused_pause_s
+            raise faults.Transient(f"{result['error']} (left for the next run; download.cookies signs the session "
+                                   "in)", retry_now=False)  # fmt: skip
         return result
 
     def process(self, row: Row) -> Row | list[Row]:
@@ -172,9 +175,6 @@ class Download(Stage):
                     _remove_partials(work)
                     return drop(row, "too_large", self.name, result["error"])
                 if not result["ok"]:
-                    if faults.SESSION_REFUSED.search(result["error"]):  # the site refuses this session, not the video
-                        raise faults.Transient(f"{result['error']} (left for the next run; download.cookies "
-                                               "signs the session in)", retry_now=False)  # fmt: skip
                     if result["transient"]:  # HTTP 429/5xx, reset, timeout: retried (a .part file resumes)
                         raise faults.Transient(result["error"])
                     _remove_partials(work)
@@ -209,8 +209,7 @@ class Download(Stage):
         """Flat search results (id, url, title, duration, ...) without downloading anything."""
         result = self._fetch("search", query, self._opts(extract_flat="in_playlist"), None)
         if not result["ok"]:
-            transient = result["transient"] or faults.SESSION_REFUSED.search(result["error"])
-            raise (faults.Transient if transient else RuntimeError)(result["error"])
+            raise (faults.Transient if result["transient"] else RuntimeError)(result["error"])
         return [e for e in ((result["info"] or {}).get("entries") or []) if isinstance(e, dict)]
 
     def _search(self, row: Row) -> Row | list[Row]:

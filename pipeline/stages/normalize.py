@@ -53,8 +53,8 @@ def audio_track(audio: list[dict], lang: str) -> int:
 
 def stream_info(path: str | Path, lang: str = "", timeout: float = 60.0) -> dict:
     """Which real streams a file has (cover art / thumbnails are not video), whether the video's pixels are square,
-    whether its fields are interlaced, its HDR (PQ / HLG) description for the tone map, and which audio stream is the speaker's
-    (`audio_track`, for the manifest's `lang`). Raises MediaError if unreadable."""
+    whether its fields are interlaced, its HDR (PQ / HLG) description for the tone map, and which audio stream is
+    the speaker's (`audio_track`, for the manifest's `lang`). Raises MediaError if unreadable."""
     info = media.ffprobe_json(path, timeout)
     streams = info.get("streams", [])
     video = [

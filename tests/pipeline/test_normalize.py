@@ -188,11 +188,16 @@ def test_dropped_rows_pass_through(tmp_path, talking_clip):
     assert Normalize(BuildConfig(out=str(tmp_path)))(dict(row)) == [row]
 
 
+def _xcorr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cross-correlation of x and y over their common length n: entry k is lag k, entry 2n - k lag -k."""
+    n = min(len(x), len(y))
+    return np.fft.irfft(np.fft.rfft(x[:n], 2 * n) * np.conj(np.fft.rfft(y[:n], 2 * n)))
+
+
 def _lag_s(x: np.ndarray, y: np.ndarray, sr: int = 16000) -> float:
     """How many seconds x lags y (peak of the cross-correlation)."""
     n = min(len(x), len(y))
-    c = np.fft.irfft(np.fft.rfft(x[:n], 2 * n) * np.conj(np.fft.rfft(y[:n], 2 * n)))
-    k = int(np.argmax(c))
+    k = int(np.argmax(_xcorr(x, y)))
     return (k if k < n else k - 2 * n) / sr
 
 
@@ -310,7 +315,7 @@ def _corr(x: np.ndarray, y: np.ndarray, max_lag_s: float = 0.2, sr: int = 16000)
     """Peak normalised cross-correlation within +-max_lag_s (an AAC re-encode moves the samples by its priming)."""
     n = min(len(x), len(y))
     x, y = x[:n] - x[:n].mean(), y[:n] - y[:n].mean()
-    c = np.fft.irfft(np.fft.rfft(x, 2 * n) * np.conj(np.fft.rfft(y, 2 * n)))
+    c = _xcorr(x, y)
     k = int(max_lag_s * sr)
     return float(np.abs(np.r_[c[: k + 1], c[-k:]]).max() / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12))
 
